@@ -1,0 +1,1 @@
+"""The built-in rule types: ``keywords``, ``regex``, ``links``, ``custom``, ``element`` and ``flood``."""

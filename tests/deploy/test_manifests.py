@@ -1,0 +1,935 @@
+"""The deployment, checked offline.
+
+- The image: hadolint, and what the Dockerfile must say (pinned base, two stages, nothing built or
+  installed in the final stage, a numeric non-root user, an exec-form ``recall-worker run`` entrypoint,
+  a build context that holds what the build copies).
+- The manifests: each overlay built with kustomize, every object validated against the Kubernetes schemas
+  (custom resources against ``crd_schemas``), and what production needs of them asserted: probes,
+  security context, resources, grace period against the shutdown budget, the key as a Secret file, rules
+  hot reload, scaling, disruption budget, network policy, monitoring, alerts, the staging emulator.
+- The process: the installed entry point started the way the Deployment starts it (its environment, its
+  Secret and ConfigMap files, its arguments), probed on the manifest's paths and stopped with SIGTERM.
+
+Under ``CI=true`` a missing tool (hadolint, kubectl or kustomize) is a failure; elsewhere the tests that
+need it are skipped, naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import typing
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.crd_schemas import SCHEMAS
+from tests.services import free_port
+from worker.config import Settings
+from worker.observability import Metrics
+from worker.results import Status
+from worker.tim.regions import REGION_DOMAINS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+OVERLAYS = ("example", "staging")
+# The oldest Kubernetes minor still commonly run, and the newest the schemas ship.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+BIN = Path(sys.executable).parent
+WORKER = "recall-worker"
+EMULATOR = "chat-emulator"
+
+# What the alerts may use besides the worker's own metrics: kube-state-metrics and KEDA's operator.
+EXTERNAL_METRICS = {
+    "kube_deployment_status_replicas_available",
+    "kube_deployment_status_replicas_unavailable",
+    "keda_scaler_metrics_value",
+}
+# The metrics the README's "Operating" table documents.
+DOCUMENTED_METRICS = (
+    "recall_jobs_total",
+    "recall_job_duration_seconds",
+    "recall_job_retries_total",
+    "recall_jobs_dead_lettered_total",
+    "recall_jobs_in_flight",
+    "recall_recalls_total",
+    "recall_rule_matches_total",
+    "recall_tim_calls_total",
+    "recall_tim_call_duration_seconds",
+    "recall_tim_retries_total",
+    "recall_tim_rate_limit_wait_seconds_total",
+)
+# Volume types the "restricted" Pod Security Standard allows.
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"}
+
+
+def tool(name: str, *alternatives: str) -> str:
+    """The path of a command-line tool (or of the first alternative found), this environment's own first:
+    skip without any, but under CI their absence is a failure."""
+    for candidate in (name, *alternatives):
+        found = shutil.which(candidate, path=str(BIN)) or shutil.which(candidate)
+        if found is not None:
+            return found
+    wanted = " or ".join((name, *alternatives))
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{wanted} is needed to check the deployment offline", pytrace=False)
+    pytest.skip(f"{wanted} is not installed")
+
+
+def kustomize_command(path: Path) -> list[str]:
+    """``kubectl kustomize`` (kustomize built into kubectl), or else a standalone ``kustomize build``."""
+    found = tool("kubectl", "kustomize")
+    return [found, "build", str(path)] if Path(found).name == "kustomize" else [found, "kustomize", str(path)]
+
+
+# the Dockerfile ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    image: str
+    name: str | None
+    instructions: tuple[Instruction, ...]
+
+    def all(self, keyword: str) -> list[str]:
+        return [i.args for i in self.instructions if i.keyword == keyword]
+
+    def last(self, keyword: str) -> str:
+        found = self.all(keyword)
+        assert found, f"the stage from {self.image} has no {keyword}"
+        return found[-1]
+
+
+def parse_dockerfile(text: str) -> tuple[dict[str, str], list[Stage]]:
+    """The global ARG defaults and the stages (FROM resolved) of a Dockerfile."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):  # comments may sit inside continued lines too
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    global_args: dict[str, str] = {}
+    stages: list[tuple[str, str | None, list[Instruction]]] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        keyword, args = keyword.upper(), args.strip()
+        if keyword == "FROM":
+            words = [w for w in args.split() if not w.startswith("--")]
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m.group(1), m.group(0)), words[0])
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else None
+            stages.append((image, name, []))
+        elif not stages:
+            assert keyword == "ARG", f"only ARG may come before the first FROM, not {keyword}"
+            arg_name, _, default = args.partition("=")
+            global_args[arg_name] = default
+        else:
+            stages[-1][2].append(Instruction(keyword, args))
+    return global_args, [Stage(image, name, tuple(instructions)) for image, name, instructions in stages]
+
+
+@cache
+def stages() -> tuple[Stage, ...]:
+    return tuple(parse_dockerfile(DOCKERFILE.read_text())[1])
+
+
+def image_env(stage: Stage) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for args in stage.all("ENV"):
+        for word in shlex.split(args):
+            name, sep, value = word.partition("=")
+            assert sep, f"ENV {args!r}: use the NAME=value form"
+            env[name] = value
+    return env
+
+
+def exec_form(args: str, keyword: str) -> list[str]:
+    try:
+        value = json.loads(args)
+    except json.JSONDecodeError:
+        pytest.fail(f"{keyword} {args} is in shell form: the worker would not be PID 1 and miss SIGTERM")
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return value
+
+
+def test_dockerfile_is_hadolint_clean() -> None:
+    result = subprocess.run(
+        [tool("hadolint"), "--config", str(DEPLOY / ".hadolint.yaml"), str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_dockerfile_parser_resolves_args_and_stages() -> None:
+    text = (
+        "ARG BASE=python:3.12.7-slim-bookworm\n# c\nFROM ${BASE} AS build\n"
+        "RUN a \\\n  # inside\n  b\nFROM $BASE\nUSER 1:1\n"
+    )
+    args, parsed = parse_dockerfile(text)
+    assert args == {"BASE": "python:3.12.7-slim-bookworm"}
+    assert [(s.image, s.name) for s in parsed] == [
+        ("python:3.12.7-slim-bookworm", "build"),
+        ("python:3.12.7-slim-bookworm", None),
+    ]
+    assert parsed[0].all("RUN") == ["a  b"]
+    assert parsed[1].last("USER") == "1:1"
+
+
+def test_the_base_image_is_pinned_and_slim() -> None:
+    names = {s.name for s in stages() if s.name}
+    for stage in stages():
+        if stage.image in names:
+            continue
+        assert re.fullmatch(r"python:3\.(1[1-9])\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", stage.image), (
+            f"{stage.image}: pin an exact Python patch release on a slim Debian base (never latest)"
+        )
+
+
+def test_the_final_stage_carries_only_the_virtualenv_and_runs_unprivileged() -> None:
+    assert len(stages()) >= 2, "multi-stage: build in one stage, run from another"
+    final = stages()[-1]
+    earlier = {s.name for s in stages()[:-1]}
+    copies = final.all("COPY") + final.all("ADD")
+    assert copies, "the final stage copies the built virtualenv"
+    for args in copies:
+        source_stage = re.search(r"--from=(\S+)", args)
+        assert source_stage and source_stage.group(1) in earlier, f"COPY {args}: only from the build stage"
+    for run in final.all("RUN"):
+        for forbidden in ("gcc", "g++", "build-essential", "make ", "apt-get", "apk ", "pip install", "-dev"):
+            assert forbidden not in run, f"the final stage must not install build tools: RUN {run}"
+    user, _, group = final.last("USER").partition(":")
+    assert user.isdigit() and int(user) >= 1000, "a numeric non-root USER (runAsNonRoot verifies it)"
+    assert not group or (group.isdigit() and int(group) != 0)
+    env = image_env(final)
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1" and env.get("PYTHONUNBUFFERED") == "1"
+    assert env.get("PATH", "").startswith("/opt/venv/bin:")
+
+
+def test_the_entrypoint_is_the_worker_in_exec_form_and_matches_the_deployment() -> None:
+    final = stages()[-1]
+    entrypoint = exec_form(final.last("ENTRYPOINT"), "ENTRYPOINT")
+    command = exec_form(final.last("CMD"), "CMD")
+    assert entrypoint == [WORKER] and command == ["run"]
+    assert final.last("STOPSIGNAL") in ("SIGTERM", "15")
+    for overlay in OVERLAYS:
+        container = worker_container(overlay)
+        assert "command" not in container, "keep the image's ENTRYPOINT"
+        assert container.get("args", command) == ["run"]
+        port = container_port(container, "metrics")
+        assert str(port) in final.all("EXPOSE")[0].split()
+        assert int(final.last("USER").split(":")[0]) == pod_spec(overlay)["securityContext"]["runAsUser"]
+
+
+def dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """Whether the build context leaves ``path`` out: the last pattern matching it or a parent wins."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    excluded = False
+    for raw in patterns:
+        negate = raw.startswith("!")
+        pattern = raw.removeprefix("!").strip("/")
+        if pattern.startswith("**/"):
+            tail = pattern.removeprefix("**/")
+            hit = any(
+                fnmatch.fnmatchcase("/".join(parts[i:j]), tail)
+                for j in range(1, len(parts) + 1)
+                for i in range(j)
+            )
+        else:
+            hit = any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes)
+        if hit:
+            excluded = not negate
+    return excluded
+
+
+def test_the_build_context_holds_what_the_build_copies_and_nothing_else() -> None:
+    ignore = DEPLOY / "Dockerfile.dockerignore"
+    patterns = [
+        line.strip() for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    sources: list[str] = []
+    for stage in stages():
+        for args in stage.all("COPY"):
+            if "--from=" not in args:
+                sources += [w for w in shlex.split(args) if not w.startswith("--")][:-1]
+    assert sources, "the build stage copies the project"
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+        assert not dockerignore_excludes(patterns, source), f"{source} is left out of the build context"
+    packaged = [p for p in ROOT.glob("worker/**/*") if p.is_file() and "__pycache__" not in p.parts]
+    packaged += [p for p in ROOT.glob("rules/**/*") if p.is_file() and "__pycache__" not in p.parts]
+    assert packaged
+    for path in packaged:
+        assert not dockerignore_excludes(patterns, path.relative_to(ROOT).as_posix()), path
+    for outside in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        "tests/conftest.py",
+        "deploy/Dockerfile",
+        "worker/__pycache__/x.pyc",
+    ):
+        assert dockerignore_excludes(patterns, outside), f"{outside} should stay out of the build context"
+
+
+# the manifests -------------------------------------------------------------------------------------------
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    result = subprocess.run(
+        kustomize_command(DEPLOY / "k8s" / "overlays" / overlay),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    assert docs, f"{overlay} renders nothing"
+    return docs
+
+
+def one(overlay: str, kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in rendered(overlay) if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{overlay}: expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def of_kind(overlay: str, kind: str) -> list[dict[str, Any]]:
+    return [d for d in rendered(overlay) if d["kind"] == kind]
+
+
+def pod_spec(overlay: str, deployment: str = WORKER) -> dict[str, Any]:
+    spec: dict[str, Any] = one(overlay, "Deployment", deployment)["spec"]["template"]["spec"]
+    return spec
+
+
+def pod_labels(overlay: str, deployment: str = WORKER) -> dict[str, str]:
+    labels: dict[str, str] = one(overlay, "Deployment", deployment)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def worker_container(overlay: str) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod_spec(overlay)["containers"]
+    assert len(containers) == 1, "the worker's pod runs the worker only"
+    return containers[0]
+
+
+def container_port(container: dict[str, Any], name: str) -> int:
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    assert name in ports, f"container {container['name']} has no port named {name}"
+    return int(ports[name])
+
+
+def secret_data(secret: dict[str, Any]) -> dict[str, str]:
+    data = {k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()}
+    data.update(secret.get("stringData", {}))
+    return data
+
+
+def resolved_env(overlay: str, container: dict[str, Any]) -> dict[str, str]:
+    """The container's environment as the kubelet builds it: envFrom first, then env (which wins)."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(one(overlay, "ConfigMap", source["configMapRef"]["name"])["data"])
+        else:
+            env.update(secret_data(one(overlay, "Secret", source["secretRef"]["name"])))
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = secret_data(one(overlay, "Secret", ref["name"]))[ref["key"]]
+        elif "configMapKeyRef" in var.get("valueFrom", {}):
+            ref = var["valueFrom"]["configMapKeyRef"]
+            env[var["name"]] = one(overlay, "ConfigMap", ref["name"])["data"][ref["key"]]
+    return env
+
+
+def mount_for(container: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume mount holding ``path`` (the longest mount path that contains it)."""
+    holding = [
+        m
+        for m in container.get("volumeMounts", [])
+        if path == m["mountPath"] or path.startswith(m["mountPath"] + "/")
+    ]
+    assert holding, f"nothing is mounted at {path}"
+    return max(holding, key=lambda m: len(m["mountPath"]))
+
+
+def volume(overlay: str, name: str, deployment: str = WORKER) -> dict[str, Any]:
+    volumes: list[dict[str, Any]] = pod_spec(overlay, deployment)["volumes"]
+    found = [v for v in volumes if v["name"] == name]
+    assert len(found) == 1, f"{deployment}: expected one volume {name}"
+    return found[0]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_object_validates_against_its_schema(overlay: str) -> None:
+    kinds = {d["kind"] for d in rendered(overlay)}
+    assert {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Secret",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "ServiceMonitor",
+        "PrometheusRule",
+    } <= kinds
+    for doc in rendered(overlay):
+        where = f"{overlay}: {doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in SCHEMAS:
+            try:
+                jsonschema.Draft202012Validator(SCHEMAS[doc["kind"]]).validate(doc)
+            except jsonschema.ValidationError as exc:
+                pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}")
+            continue
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{where} (Kubernetes {version}): {exc.message} at {list(exc.path)}")
+
+
+@pytest.mark.parametrize("kind", sorted(SCHEMAS))
+def test_the_custom_resource_schemas_are_valid_and_reject_a_broken_object(kind: str) -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMAS[kind])
+    [good] = [d for d in rendered("example") if d["kind"] == kind]
+    validator = jsonschema.Draft202012Validator(SCHEMAS[kind])
+    assert validator.is_valid(good)
+    assert not validator.is_valid({**good, "spec": {}}), "an empty spec must fail"
+    assert not validator.is_valid({**good, "apiVersion": good["apiVersion"] + "beta1"})
+    assert not validator.is_valid({**good, "metadata": {"name": "Not_A_Name"}})
+
+
+def test_the_scaled_objects_hpa_behavior_is_valid_kubernetes() -> None:
+    for overlay in OVERLAYS:
+        scaled = one(overlay, "ScaledObject", WORKER)
+        behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        hpa = {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": WORKER},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": WORKER},
+                "minReplicas": scaled["spec"]["minReplicaCount"],
+                "maxReplicas": scaled["spec"]["maxReplicaCount"],
+                "behavior": behavior,
+            },
+        }
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(hpa, version, strict=True)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_resources_and_a_grace_period_longer_than_the_shutdown_budget(overlay: str) -> None:
+    spec = pod_spec(overlay)
+    container = worker_container(overlay)
+    env = resolved_env(overlay, container)
+    port = container_port(container, "metrics")
+    assert int(env.get("RECALL_HTTP_PORT", "9102")) == port, "the probes must hit the port the worker serves"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http_get = container[probe]["httpGet"]
+        assert http_get["path"] == path
+        assert http_get["port"] in ("metrics", port)
+        assert http_get.get("scheme", "HTTP") == "HTTP"
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind]), f"{kind} for cpu and memory"
+    budget = float(env.get("RECALL_SHUTDOWN_BUDGET_S", Settings.model_fields["shutdown_budget_s"].default))
+    grace = spec["terminationGracePeriodSeconds"]
+    assert grace > budget + 5, f"grace {grace}s must exceed the shutdown budget {budget}s with time to exit"
+    assert "lifecycle" not in container, "a preStop hook would eat into the grace period"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> None:
+    [namespace] = of_kind(overlay, "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {d["metadata"].get("namespace") for d in rendered(overlay) if d["kind"] != "Namespace"} == {
+        namespace["metadata"]["name"]
+    }
+    for deployment in of_kind(overlay, "Deployment"):
+        name = deployment["metadata"]["name"]
+        pod = pod_spec(overlay, name)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] >= 1000
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["enableServiceLinks"] is False, "Service links would inject variables into the settings"
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(key)
+        for vol in pod.get("volumes", []):
+            assert set(vol) - {"name"} <= RESTRICTED_VOLUMES, f"{name}: volume {vol['name']}"
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert "ALL" in context["capabilities"]["drop"] and not context["capabilities"].get("add")
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert not context.get("privileged")
+            tmp = mount_for(container, "/tmp")
+            assert tmp["mountPath"] == "/tmp" and "emptyDir" in volume(overlay, tmp["name"], name), (
+                f"{name}: a writable /tmp on the read-only root"
+            )
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_key_is_a_secret_file_readable_by_the_worker_and_never_an_environment_value(overlay: str) -> None:
+    container = worker_container(overlay)
+    pod = pod_spec(overlay)
+    env = resolved_env(overlay, container)
+    assert "RECALL_TIM_KEY" not in env, "the key is never a plain environment value"
+    for config_map in of_kind(overlay, "ConfigMap"):
+        assert "RECALL_TIM_KEY" not in config_map["data"]
+        for key, value in config_map["data"].items():
+            assert not re.search(r"://[^/@\s]*:[^/@\s]*@", value), f"a password in ConfigMap data {key}"
+    for var in container["env"]:
+        assert "value" not in var or not re.search(r"://[^/@\s]*:[^/@\s]*@", var["value"]), var["name"]
+    key_file = env["RECALL_TIM_KEY_FILE"]
+    mount = mount_for(container, key_file)
+    assert mount.get("readOnly") is True and "subPath" not in mount
+    secret_volume = volume(overlay, mount["name"])["secret"]
+    relative = key_file.removeprefix(mount["mountPath"] + "/")
+    [item] = [i for i in secret_volume["items"] if i["path"] == relative]
+    secret = one(overlay, "Secret", secret_volume["secretName"])
+    assert secret_data(secret)[item["key"]].strip(), "the key file must not be empty"
+    mode = item.get("mode", secret_volume.get("defaultMode", 0o644))
+    assert not mode & 0o007, "the key file must not be world-readable"
+    # Secret files belong to root and to the pod's fsGroup, which every container process is a member of:
+    # the worker reads the key through that group.
+    assert mode & 0o040 and pod["securityContext"].get("fsGroup") is not None, (
+        "the worker's user could not read the key file"
+    )
+    for name in ("RECALL_BROKER_URL", "RECALL_DATABASE_URL"):
+        [var] = [v for v in container["env"] if v["name"] == name]
+        assert var["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_rules_are_a_config_map_directory_so_edits_hot_reload(overlay: str) -> None:
+    container = worker_container(overlay)
+    rules_path = resolved_env(overlay, container)["RECALL_RULES_PATH"]
+    mount = mount_for(container, rules_path)
+    assert "subPath" not in mount, "a subPath mount is never updated: the rules could not hot-reload"
+    config_map_name = volume(overlay, mount["name"])["configMap"]["name"]
+    assert config_map_name == "recall-worker-rules", "no hash suffix: an edit must reload, not roll the pods"
+    config_map = one(overlay, "ConfigMap", config_map_name)
+    relative = rules_path.removeprefix(mount["mountPath"] + "/")
+    assert config_map["data"][relative] == (DEPLOY / "k8s" / "base" / "rules.yaml").read_text()
+    assert (DEPLOY / "k8s" / "base" / "rules.yaml").read_text() == (
+        ROOT / "rules" / "examples" / "default.yaml"
+    ).read_text(), "deploy/k8s/base/rules.yaml is a copy of rules/examples/default.yaml"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_setting_in_the_manifests_is_one_the_worker_knows(overlay: str) -> None:
+    known = {"RECALL_" + name.upper() for name in Settings.model_fields}
+    for deployment in of_kind(overlay, "Deployment"):
+        for container in pod_spec(overlay, deployment["metadata"]["name"])["containers"]:
+            for name in resolved_env(overlay, container):
+                assert name in known, f"{name} is not a setting: the worker would silently ignore it"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_scales_the_worker_on_its_jobs_queue(overlay: str) -> None:
+    deployment = one(overlay, "Deployment", WORKER)
+    assert "replicas" not in deployment["spec"], "KEDA owns the replica count; a fixed one would fight it"
+    scaled = one(overlay, "ScaledObject", WORKER)["spec"]
+    target = scaled["scaleTargetRef"]
+    assert (target.get("kind", "Deployment"), target["name"]) == ("Deployment", WORKER)
+    assert 1 <= scaled["minReplicaCount"] <= scaled["fallback"]["replicas"] <= scaled["maxReplicaCount"]
+    [trigger] = scaled["triggers"]
+    env = resolved_env(overlay, worker_container(overlay))
+    prefix = env.get("RECALL_QUEUE_PREFIX", Settings.model_fields["queue_prefix"].default)
+    assert trigger["type"] == "rabbitmq"
+    assert trigger["metadata"]["queueName"] == f"{prefix}.jobs"
+    assert trigger["metadata"]["mode"] == "QueueLength" and float(trigger["metadata"]["value"]) > 0
+    assert "host" not in trigger["metadata"], "the broker URL (with its password) belongs in a Secret"
+    auth = one(overlay, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    [host] = [ref for ref in auth["spec"]["secretTargetRef"] if ref["parameter"] == "host"]
+    secret = secret_data(one(overlay, "Secret", host["name"]))
+    assert secret[host["key"]] == env["RECALL_BROKER_URL"], "KEDA must watch the broker the worker consumes"
+    assert secret[host["key"]].startswith(("amqp://", "amqps://"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_disruption_budget_service_and_monitoring_select_the_worker(overlay: str) -> None:
+    labels = pod_labels(overlay)
+    pdb = one(overlay, "PodDisruptionBudget", WORKER)["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb.get("maxUnavailable") == 1 or "minAvailable" in pdb
+    selector = one(overlay, "Deployment", WORKER)["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items()
+    service = one(overlay, "Service", "recall-worker-metrics")
+    assert service["spec"]["selector"].items() <= labels.items()
+    [service_port] = service["spec"]["ports"]
+    assert service_port["name"] == "metrics" and service_port["targetPort"] in ("metrics", 9102)
+    monitor = one(overlay, "ServiceMonitor", WORKER)["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    [monitored] = [
+        s
+        for s in of_kind(overlay, "Service")
+        if monitor["selector"]["matchLabels"].items() <= s["metadata"].get("labels", {}).items()
+    ]
+    assert monitored is service, "the ServiceMonitor must pick the worker's Service only"
+    assert [e["port"] for e in monitor["endpoints"]] == ["metrics"]
+    assert monitor["endpoints"][0].get("path", "/metrics") == "/metrics"
+    annotations = one(overlay, "Deployment", WORKER)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == container_port(worker_container(overlay), "metrics")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_network_policy_allows_only_dns_broker_redis_ledger_and_https(overlay: str) -> None:
+    policy = one(overlay, "NetworkPolicy", WORKER)["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels(overlay).items()
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    rules = {(p["port"], p["protocol"]): rule for rule in policy["egress"] for p in rule["ports"]}
+    allowed = {
+        (53, "UDP"),
+        (53, "TCP"),
+        (5672, "TCP"),
+        (5671, "TCP"),
+        (6379, "TCP"),
+        (5432, "TCP"),
+        (443, "TCP"),
+    }
+    if overlay == "staging":
+        allowed.add((8090, "TCP"))
+    assert set(rules) == allowed
+    assert all(rule.get("to") for rule in policy["egress"]), "every egress rule names its peers"
+    [dns] = rules[(53, "UDP")]["to"]
+    assert dns["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    assert dns["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+    for port, service in ((5672, "rabbitmq"), (6379, "redis"), (5432, "postgresql")):
+        [peer] = rules[(port, "TCP")]["to"]
+        assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": service}
+    [internet] = rules[(443, "TCP")]["to"]
+    assert internet["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert set(internet["ipBlock"]["except"]) >= PRIVATE_RANGES, "HTTPS only to public addresses"
+    [ingress] = policy["ingress"]
+    assert ingress["ports"] == [
+        {"port": container_port(worker_container(overlay), "metrics"), "protocol": "TCP"}
+    ]
+    assert ingress["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+
+
+def test_the_example_secret_holds_placeholders_only() -> None:
+    [secret] = of_kind("example", "Secret")
+    values = secret_data(secret)
+    assert set(values) == {"tim-key", "broker-url", "database-url"}
+    for key, value in values.items():
+        assert "REPLACE_ME" in value, f"{key}: the example must never carry a real credential"
+
+
+def test_the_example_overlay_sets_region_image_and_replicas() -> None:
+    env = resolved_env("example", worker_container("example"))
+    assert env["RECALL_TIM_REGION"] in REGION_DOMAINS
+    assert "RECALL_TIM_BASE_URL" not in env, "production talks to the region's domain"
+    image = worker_container("example")["image"]
+    assert re.fullmatch(r"[\w.-]+(:\d+)?/[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), image
+    assert one("example", "ScaledObject", WORKER)["spec"]["minReplicaCount"] >= 2
+
+
+def test_staging_runs_the_emulator_and_points_the_worker_at_it() -> None:
+    worker_env = resolved_env("staging", worker_container("staging"))
+    service = one("staging", "Service", EMULATOR)
+    [service_port] = service["spec"]["ports"]
+    assert worker_env["RECALL_TIM_BASE_URL"] == f"http://{EMULATOR}:{service_port['port']}"
+    emulator = one("staging", "Deployment", EMULATOR)
+    assert service["spec"]["selector"].items() <= pod_labels("staging", EMULATOR).items()
+    [container] = pod_spec("staging", EMULATOR)["containers"]
+    args = container["args"]
+    assert args[0] == "emulator"
+    options = dict(zip(args[1::2], args[2::2], strict=True))
+    assert options["--host"] == "0.0.0.0", "the emulator must listen on the pod's address"  # noqa: S104
+    assert int(options["--port"]) == container_port(container, service_port["targetPort"])
+    assert options["--sdkappid"] == worker_env["RECALL_TIM_SDKAPPID"]
+    assert options["--admin"] == worker_env["RECALL_TIM_ADMIN"]
+    assert container["image"] == worker_container("staging")["image"], "the emulator ships with the worker"
+    emulator_env = resolved_env("staging", container)
+    worker_key = Path(worker_env["RECALL_TIM_KEY_FILE"]).name
+    key_volume = volume(
+        "staging", mount_for(worker_container("staging"), worker_env["RECALL_TIM_KEY_FILE"])["name"]
+    )
+    [item] = [i for i in key_volume["secret"]["items"] if i["path"] == worker_key]
+    worker_secret = secret_data(one("staging", "Secret", key_volume["secret"]["secretName"]))
+    assert emulator_env["RECALL_TIM_KEY"] == worker_secret[item["key"]], "both sides must share the app key"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/_emulator/health"
+    assert emulator["spec"]["replicas"] == 1, "the emulator's state is in memory: one replica"
+    policy = one("staging", "NetworkPolicy", WORKER)["spec"]
+    assert any(
+        rule["to"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": EMULATOR}}}]
+        and rule["ports"] == [{"port": int(options["--port"]), "protocol": "TCP"}]
+        for rule in policy["egress"]
+    ), "the worker's network policy must let it reach the emulator"
+
+
+def test_the_alerts_use_metrics_and_label_values_that_exist() -> None:
+    exported = {m.name for m in Metrics().registry.collect()}
+    counters = {f"{m.name}_total" for m in Metrics().registry.collect() if m.type == "counter"}
+    histograms = {f"{m.name}_{s}" for m in Metrics().registry.collect() for s in ("bucket", "sum", "count")}
+    known = exported | counters | histograms | EXTERNAL_METRICS
+    groups = one("example", "PrometheusRule", WORKER)["spec"]["groups"]
+    alerts = [rule for group in groups for rule in group["rules"]]
+    assert len({a["alert"] for a in alerts}) == len(alerts), "alert names are unique"
+    assert len(alerts) >= 7
+    statuses = set(typing.get_args(Status))
+    for alert in alerts:
+        expr = alert["expr"]
+        for opening, closing in ("()", "{}", "[]"):
+            assert expr.count(opening) == expr.count(closing), (
+                f"{alert['alert']}: unbalanced {opening}{closing}"
+            )
+        metrics = set(re.findall(r"\b((?:recall|kube|keda)_[a-z_]+)\b", expr))
+        assert metrics, alert["alert"]
+        assert metrics <= known, f"{alert['alert']}: unknown metrics {metrics - known}"
+        for status in re.findall(r'status="(\w+)"', expr):
+            assert status in statuses, f"{alert['alert']}: no job ends with status {status}"
+        assert alert["labels"]["severity"] in {"warning", "critical"}
+        assert alert["annotations"]["summary"]
+    assert set(DOCUMENTED_METRICS) <= known
+
+
+# the process ---------------------------------------------------------------------------------------------
+
+
+def materialize(overlay: str, deployment: str, container: dict[str, Any], root: Path) -> dict[str, Path]:
+    """Lay the container's volumes out under ``root`` as the kubelet would; mount path -> local path."""
+    where: dict[str, Path] = {}
+    for mount in container.get("volumeMounts", []):
+        local = root / mount["mountPath"].strip("/")
+        local.mkdir(parents=True, exist_ok=True)
+        source = volume(overlay, mount["name"], deployment)
+        if "secret" in source:
+            data = secret_data(one(overlay, "Secret", source["secret"]["secretName"]))
+            items = source["secret"].get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                (local / item["path"]).write_text(data[item["key"]])
+        elif "configMap" in source:
+            for key, value in one(overlay, "ConfigMap", source["configMap"]["name"])["data"].items():
+                (local / key).write_text(value)
+        where[mount["mountPath"]] = local
+    return where
+
+
+def process_env(overlay: str, deployment: str, container: dict[str, Any], root: Path) -> dict[str, str]:
+    """The environment the container's process sees: the image's ENV, then the manifest's, with the
+    mounted paths mapped under ``root``. The broker, the ledger and Redis are local stand-ins here."""
+    mounts = materialize(overlay, deployment, container, root)
+    image = image_env(stages()[-1])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECALL_", "PYTHON"))}
+    env.update({k: v for k, v in image.items() if k != "PATH"})
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    for name, value in resolved_env(overlay, container).items():
+        env[name] = value
+        for mount_path in sorted(mounts, key=len, reverse=True):
+            if value == mount_path or value.startswith(mount_path + "/"):
+                env[name] = str(mounts[mount_path]) + value.removeprefix(mount_path)
+                break
+    env["HOME"] = str(mounts["/tmp"])
+    return env
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - a loopback URL
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 15) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the process exited with {proc.returncode}:\n{log.read_text()}"
+        try:
+            status, body = get(url)
+        except OSError:
+            status, body = 0, b""
+        if status == 200:
+            return body
+        time.sleep(0.1)
+    pytest.fail(f"{url} never answered 200:\n{log.read_text()}")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"the process ignored SIGTERM for {timeout_s}s")
+
+
+def entry_point() -> list[str]:
+    """The image's ENTRYPOINT as installed in this environment (``pip install .``, as the image does)."""
+    [name] = exec_form(stages()[-1].last("ENTRYPOINT"), "ENTRYPOINT")
+    return [tool(name)]
+
+
+def test_the_entry_point_answers_help_and_masks_secrets_in_config_show() -> None:
+    entrypoint = entry_point()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
+    env.update(
+        {"RECALL_TIM_KEY": "k8s-secret-value", "RECALL_BROKER_URL": "amqp://recall:pw1234@rabbit:5672/"}
+    )
+    helped = subprocess.run([*entrypoint, "--help"], capture_output=True, text=True, check=True, timeout=30)
+    assert re.search(r"^\s+run\s", helped.stdout, re.MULTILINE)
+    shown = subprocess.run(
+        [*entrypoint, "config", "show"], env=env, capture_output=True, text=True, check=True, timeout=30
+    )
+    settings = json.loads(shown.stdout)
+    assert settings["tim_key"] == "***"
+    assert settings["broker_url"] == "amqp://recall:***@rabbit:5672/"
+    assert "k8s-secret-value" not in shown.stdout + shown.stderr
+    assert "pw1234" not in shown.stdout + shown.stderr
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_deployments_settings_load_with_its_secret_and_config_map_files(
+    overlay: str, tmp_path: Path
+) -> None:
+    container = worker_container(overlay)
+    env = process_env(overlay, WORKER, container, tmp_path)
+    shown = subprocess.run(
+        [*entry_point(), "config", "show"], env=env, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert shown.returncode == 0, shown.stderr
+    settings = json.loads(shown.stdout)
+    assert settings["tim_key"] == "***", "the key was read from the mounted Secret file"
+    assert Path(settings["rules_path"]).is_file()
+    assert settings["shutdown_budget_s"] < pod_spec(overlay)["terminationGracePeriodSeconds"]
+    assert settings["http_port"] == container_port(container, "metrics")
+    assert settings["log_format"] == "json"
+    assert settings["broker_url"].startswith("amqp") and settings["database_url"].startswith("postgresql")
+    for key, value in secret_data(one(overlay, "Secret", "recall-worker-secrets")).items():
+        secret_part = value if key == "tim-key" else re.sub(r"^.*://[^:]*:([^@]*)@.*$", r"\1", value)
+        assert secret_part not in shown.stdout + shown.stderr, f"{key} leaked into config show"
+    checked = subprocess.run(
+        [*entry_point(), "rules", "check", settings["rules_path"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_worker_runs_as_the_deployment_runs_it_and_stops_on_sigterm(tmp_path: Path) -> None:
+    overlay = "example"
+    container = worker_container(overlay)
+    env = process_env(overlay, WORKER, container, tmp_path)
+    workdir = Path(env["HOME"])
+    # No RabbitMQ, PostgreSQL or Redis here: the embedded queue and a SQLite ledger in the /tmp volume.
+    env["RECALL_BROKER_URL"] = f"sqlite:///{workdir}/queue.db"
+    env["RECALL_DATABASE_URL"] = f"sqlite:///{workdir}/ledger.db"
+    env.pop("RECALL_REDIS_URL", None)
+    key = base64.b32encode(os.urandom(20)).decode()
+    Path(env["RECALL_TIM_KEY_FILE"]).write_text(key)
+    port = free_port()
+    env["RECALL_HTTP_PORT"] = str(port)
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*entry_point(), *container["args"]], env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(base + container["readinessProbe"]["httpGet"]["path"], proc, log)
+        assert (
+            json.loads(wait_ok(base + container["livenessProbe"]["httpGet"]["path"], proc, log))["ok"] is True
+        )
+        status, metrics = get(base + "/metrics")
+        assert status == 200
+        for name in DOCUMENTED_METRICS:
+            family = re.escape(name.removesuffix("_total"))
+            assert re.search(rf"^# TYPE {family}(_total)? ", metrics.decode(), re.MULTILINE), name
+    finally:
+        code = stop(proc, timeout_s=pod_spec(overlay)["terminationGracePeriodSeconds"])
+    output = log.read_text()
+    assert code == 0, f"SIGTERM must end the worker cleanly (exit 0), got {code}:\n{output}"
+    events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
+    assert "worker.stopping" in events and events[-1] == "worker.stopped", output
+    assert key not in output, "the app key must never reach the logs"
+
+
+def test_the_emulator_runs_as_the_staging_deployment_runs_it(tmp_path: Path) -> None:
+    [container] = pod_spec("staging", EMULATOR)["containers"]
+    env = process_env("staging", EMULATOR, container, tmp_path)
+    port = free_port()
+    args = list(container["args"])
+    args[args.index("--port") + 1] = str(port)
+    args[args.index("--host") + 1] = "127.0.0.1"
+    log = tmp_path / "emulator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*entry_point(), *args], env=env, cwd=env["HOME"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        path = container["readinessProbe"]["httpGet"]["path"]
+        health = json.loads(wait_ok(f"http://127.0.0.1:{port}{path}", proc, log))
+        assert (str(health["sdkappid"]), health["admin"]) == (
+            args[args.index("--sdkappid") + 1],
+            args[args.index("--admin") + 1],
+        )
+    finally:
+        code = stop(proc, timeout_s=30)
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert env["RECALL_TIM_KEY"] not in log.read_text()

@@ -1,0 +1,128 @@
+"""Ledger migrations, and the ledger's command line (plans, audit, replay, evidence, breaker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from tests.keyword_rules import StaticRules
+from tests.ledger.test_ledger import c2c_job, seed
+from tests.worker.harness import ThreadWorker, wait_results, worker_settings
+from worker.config import Settings
+from worker.emulator.server import EmulatorThread
+from worker.ledger import open_ledger
+from worker.ledger.store import make_engine
+from worker.queues import Queues
+
+TABLES = {
+    "jobs",
+    "messages",
+    "matches",
+    "evidence",
+    "recalls",
+    "plans",
+    "plan_items",
+    "rule_stats",
+    "breakers",
+    "alembic_version",
+}
+
+
+def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> None:
+    first = open_ledger(database_url)
+    first.dispose()
+    second = open_ledger(database_url)  # upgrading an up-to-date schema does nothing
+    try:
+        assert set(inspect(second.engine).get_table_names()) >= TABLES
+        with second.engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        second.dispose()
+
+
+def test_sqlite_ledger_enforces_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/l.db")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
+    env.update(
+        {
+            "RECALL_DATABASE_URL": settings.database_url,
+            "RECALL_BROKER_URL": settings.broker_url,
+            "RECALL_QUEUE_PREFIX": settings.queue_prefix,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def settings_with_plan(emulator: EmulatorThread, tmp_path: Path) -> tuple[Settings, int, list[str]]:
+    settings = worker_settings(
+        f"sqlite:///{tmp_path}/q.db", emulator.url, database_url=f"sqlite:///{tmp_path}/l.db"
+    )
+    keys = seed(emulator.url, [("eve", "bob")], [(0, "a", "buy spam now"), (0, "a", "hello")])
+    queues = Queues(settings)
+    queues.submit(
+        [c2c_job("preview-cli", "eve", "bob", mode="dry_run", report={"reporter": "bob", "reason": "spam"})]
+    )
+    with ThreadWorker(settings, StaticRules()):
+        [result] = wait_results(queues, 1)
+    return settings, result["plans"]["dry_run"], keys
+
+
+def test_plans_commands(settings_with_plan: tuple[Settings, int, list[str]]) -> None:
+    settings, plan_id, keys = settings_with_plan
+    listing = cli(settings, "plans", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert f"{plan_id}  pending" in listing.stdout and "preview-cli" in listing.stdout
+    shown = json.loads(cli(settings, "plans", "show", str(plan_id)).stdout)
+    assert [item["msg_key"] for item in shown["items"]] == [keys[0]]
+    assert shown["items"][0]["matches"][0]["evidence"] == "spam"
+    refused = cli(settings, "plans", "approve", str(plan_id))
+    assert refused.returncode == 2 and "--by" in refused.stderr
+    approved = cli(settings, "plans", "approve", str(plan_id), "--by", "ann")
+    assert approved.returncode == 0, approved.stderr
+    assert f"queued plan-{plan_id}-apply" in approved.stdout
+    again = cli(settings, "plans", "reject", str(plan_id), "--by", "bo")
+    assert again.returncode == 2 and "approved, not pending" in again.stderr
+    [queued] = Queues(settings).read(Queues(settings).names.jobs, take=True)
+    assert json.loads(queued.body)["apply_plan"] == plan_id
+
+
+def test_audit_replay_evidence_and_breaker_commands(
+    settings_with_plan: tuple[Settings, int, list[str]], tmp_path: Path
+) -> None:
+    settings, _, keys = settings_with_plan
+    audit = json.loads(cli(settings, "audit", "preview-cli").stdout)
+    assert audit["status"] == "dry_run"
+    assert audit["messages"][0]["evidence"]["MsgBody"][0]["MsgContent"]["Text"] == "buy spam now"
+    assert cli(settings, "audit", "nope").returncode == 2
+    replay = cli(settings, "replay", "--rules", "rules/examples/default.yaml", "--since", "0", "--json")
+    assert replay.returncode == 0, replay.stderr
+    report = json.loads(replay.stdout)
+    assert report["jobs"] == 1 and report["messages"] == 1
+    assert report["rules"]["kw-spam"]["dropped"] == [["preview-cli", keys[0]]], (
+        "the shipped rules do not ban 'spam'"
+    )
+    purge = cli(settings, "evidence", "purge", "--older-than-days", "1")
+    assert purge.returncode == 0 and "purged the content of 0 evidence" in purge.stdout
+    assert cli(settings, "breaker", "list").stdout == ""
+    assert "no tripped breaker" in cli(settings, "breaker", "reset", "kw-spam").stdout

@@ -1,0 +1,157 @@
+"""The review page: signing in, escaping, CSRF, and a moderator's approval in a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as until
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.keyword_rules import StaticRules
+from tests.ledger.test_ledger import c2c_job, recalled, seed
+from tests.worker.harness import ThreadWorker, wait_results, worker_settings
+from worker.config import Settings
+from worker.emulator.server import EmulatorThread
+from worker.ledger import open_ledger
+from worker.queues import Queues
+from worker.review.server import ReviewThread
+
+TOKEN = "review-token-for-tests"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def review_settings(emulator: EmulatorThread, tmp_path: Path) -> Settings:
+    return worker_settings(
+        f"sqlite:///{tmp_path}/queue.db",
+        emulator.url,
+        database_url=f"sqlite:///{tmp_path}/ledger.db",
+        review_token=TOKEN,
+    )
+
+
+@pytest.fixture
+def pending_plan(review_settings: Settings, emulator: EmulatorThread) -> tuple[int, list[str]]:
+    """A dry-run report of eve's spam (and a message trying to inject markup), stored as a plan."""
+    keys = seed(
+        emulator.url,
+        [("eve", "bob")],
+        [(0, "a", "buy spam <script>alert(1)</script> now"), (0, "a", "hello bob"), (0, "a", "more spam")],
+    )
+    queues = Queues(review_settings)
+    queues.submit(
+        [c2c_job("preview-eve", "eve", "bob", mode="dry_run", report={"reporter": "bob", "reason": "spam"})]
+    )
+    with ThreadWorker(review_settings, StaticRules()):
+        [result] = wait_results(queues, 1)
+    return result["plans"]["dry_run"], [keys[0], keys[2]]
+
+
+@pytest.fixture
+def review(review_settings: Settings) -> Iterator[ReviewThread]:
+    with ReviewThread(review_settings) as server:
+        yield server
+
+
+def test_pages_need_the_token(review: ReviewThread) -> None:
+    with httpx.Client(base_url=review.url) as client:
+        assert client.get("/").headers["location"] == "/login"
+        assert client.post("/login", data={"token": "wrong"}).status_code == 401
+        signed = client.post("/login", data={"token": TOKEN})
+        assert signed.status_code == 303
+        cookie = signed.cookies["recall_review"]
+        assert TOKEN not in cookie, "the cookie holds a derived value, never the token"
+        assert client.get("/").status_code == 200
+    assert httpx.get(f"{review.url}/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_evidence_is_escaped_and_decisions_need_the_form_token(
+    review: ReviewThread, pending_plan: tuple[int, list[str]]
+) -> None:
+    plan_id, _ = pending_plan
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    page = httpx.get(f"{review.url}/plans/{plan_id}", headers=headers).text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<mark>spam</mark>" in page
+    forged = httpx.post(
+        f"{review.url}/plans/{plan_id}/approve", headers=headers, data={"by": "x", "csrf": "nope"}
+    )
+    assert forged.status_code == 403
+
+
+@pytest.mark.slow
+def test_a_moderator_approves_a_plan_in_the_browser_and_exactly_its_messages_are_recalled(
+    review: ReviewThread,
+    review_settings: Settings,
+    emulator: EmulatorThread,
+    pending_plan: tuple[int, list[str]],
+    tmp_path: Path,
+) -> None:
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "Chromium and ChromeDriver (Debian packages chromium, chromium-driver) are needed under CI"
+            )
+        pytest.skip("Chromium and ChromeDriver (Debian packages chromium, chromium-driver) are not installed")
+    plan_id, planned = pending_plan
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,1000",
+    ):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        # Clicks that submit a form return before the next page has loaded: wait for what it must show.
+        wait = WebDriverWait(browser, timeout=20)
+        browser.get(f"{review.url}/")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "sign-in").click()
+        link = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "#plans a.plan-link")))
+        assert link.text == f"plan {plan_id}"
+        link.click()
+        wait.until(until.presence_of_element_located((By.ID, "approve")))
+        marks = [m.text for m in browser.find_elements(By.TAG_NAME, "mark")]
+        assert "spam" in marks
+        shown = [e.get_attribute("data-msg-key") for e in browser.find_elements(By.CSS_SELECTOR, ".msg")]
+        assert sorted(shown) == sorted(planned)
+        screenshot = tmp_path / "review-plan.png"
+        assert browser.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 10_000
+        browser.find_element(By.ID, "approve-by").send_keys("moderator-ann")
+        browser.find_element(By.ID, "approve").click()
+        wait.until(until.text_to_be_present_in_element((By.ID, "flash"), "Approved"))
+        assert browser.find_element(By.ID, "status").text == "approved"
+    finally:
+        browser.quit()
+    queues = Queues(review_settings)
+    with ThreadWorker(review_settings, StaticRules()):
+        [applied] = wait_results(queues, 1)
+    assert applied["job_id"] == f"plan-{plan_id}-apply"
+    assert sorted(applied["recalled"]) == sorted(planned)
+    assert recalled(emulator.url, "eve", "bob") == set(planned)
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        assert ledger.plan(plan_id).status == "applied"
+        assert ledger.plan(plan_id).decided_by == "moderator-ann"
+    finally:
+        ledger.dispose()

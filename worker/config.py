@@ -1,0 +1,246 @@
+"""Settings: one typed object from ``RECALL_*`` environment variables and an optional file.
+
+Secrets (the app key) may come from the environment or a mounted file (``RECALL_TIM_KEY_FILE``). Every
+missing or invalid setting is reported at once, by name, before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from worker.redact import MASK
+from worker.tim.regions import REGION_DOMAINS
+
+ENV_PREFIX = "RECALL_"
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # queue
+    broker_url: str = Field(
+        "sqlite:///.recall/queue.db",
+        description="sqlite:///PATH for the embedded on-disk queue, amqp://… for RabbitMQ",
+    )
+    queue_prefix: str = Field(
+        "recall", pattern=r"^[a-z][a-z0-9_.-]*$", description="prefix of every queue name"
+    )
+    concurrency: int = Field(4, ge=1, le=256, description="jobs in flight per worker process")
+    max_attempts: int = Field(5, ge=1, le=50, description="attempts before a job is dead-lettered")
+    retry_base_delay_s: float = Field(
+        2.0, gt=0, description="delay before the first retry; doubles each time"
+    )
+    retry_max_delay_s: float = Field(300.0, gt=0, description="longest delay between attempts")
+    heartbeat_s: int = Field(15, ge=2, le=120, description="AMQP heartbeat")
+    confirm_timeout_s: float = Field(10.0, gt=0, description="wait for the broker to confirm a publish")
+    shutdown_budget_s: float = Field(25.0, ge=0, description="on SIGTERM, time given to jobs in flight")
+    job_timeout_s: float = Field(600.0, gt=0, description="a job running longer fails (and is retried)")
+
+    # Chat REST API
+    tim_sdkappid: int = Field(1400000000, ge=1, description="the app's SDKAppID")
+    tim_key: SecretStr | None = Field(None, description="the app's secret key (or RECALL_TIM_KEY_FILE)")
+    tim_key_file: Path | None = Field(None, description="file holding the secret key (a mounted Secret)")
+    tim_admin: str = Field("administrator", min_length=1, max_length=32, description="the app admin account")
+    tim_region: str = Field("china", description="data-centre region: " + ", ".join(REGION_DOMAINS))
+    tim_base_url: str | None = Field(None, description="explicit API base URL (overrides the region)")
+    tim_rate_limit: int = Field(200, ge=1, description="calls/s per command, per process")
+    tim_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one call")
+    tim_max_attempts: int = Field(5, ge=1, le=20, description="attempts of one call on transient errors")
+    tim_usersig_ttl_s: int = Field(7 * 86400, ge=3600, description="lifetime of generated UserSigs")
+
+    # moderation
+    rules_path: Path | None = Field(None, description="rule-set file (default: the shipped example)")
+    max_recalls_per_job: int = Field(50, ge=1, description="more matches than this escalate the job")
+    protected_accounts: list[str] = Field(
+        default_factory=list, description="comma-separated accounts whose messages are never recalled"
+    )
+    verify_recalls: bool = Field(True, description="re-read the window after recalling and check each recall")
+    breaker_factor: float = Field(
+        10.0, gt=1, description="a rule matching this many times its usual rate trips"
+    )
+    breaker_min_matches: int = Field(20, ge=1, description="fewer matches in a job never trip the breaker")
+    breaker_min_jobs: int = Field(5, ge=0, description="jobs of history needed before the breaker can trip")
+    breaker_lookback_s: int = Field(7 * 86400, ge=60, description="how far back the usual rate is measured")
+    breaker_cooldown_s: int = Field(3600, ge=0, description="how long a tripped rule only plans for review")
+
+    # ledger
+    database_url: str = Field(
+        "sqlite:///.recall/ledger.db", description="the ledger: sqlite:///PATH or postgresql://…"
+    )
+    evidence_retention_days: int = Field(
+        180, ge=1, description="evidence older than this is purged on request"
+    )
+    review_token: SecretStr | None = Field(None, description="token of the review page (unset: page off)")
+
+    # operations
+    http_port: int = Field(9102, ge=0, le=65535, description="health and metrics port (0: off)")
+    http_host: str = Field("0.0.0.0", description="health and metrics bind address")  # noqa: S104 - a pod must be probed
+    log_format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a terminal")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="least level logged")
+    log_text_limit: int = Field(200, ge=0, le=10000, description="characters of message text in a log line")
+    log_text_hash: bool = Field(
+        False, description="log a hash of message text instead of an excerpt (privacy)"
+    )
+    redis_url: str | None = Field(None, description="redis://… to share the API rate limit across replicas")
+
+    @field_validator("protected_accounts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("tim_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in REGION_DOMAINS:
+            raise ValueError(f"unknown region {value!r}; known: {', '.join(REGION_DOMAINS)}")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "amqp://", "amqps://", "pyamqp://", "memory://")):
+            raise ValueError("must start with sqlite://, amqp://, amqps:// or memory://")
+        return value
+
+    _file_key: SecretStr | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _key_from_file(self) -> Settings:
+        if self.tim_key_file is not None:
+            if self.tim_key is not None:
+                raise ValueError("set RECALL_TIM_KEY or RECALL_TIM_KEY_FILE, not both")
+            try:
+                key = self.tim_key_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"RECALL_TIM_KEY_FILE {self.tim_key_file}: {exc.strerror}") from None
+            if not key:
+                raise ValueError(f"RECALL_TIM_KEY_FILE {self.tim_key_file} is empty")
+            self._file_key = SecretStr(key)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings reads the environment and the config file itself (with line numbers in errors);
+        # the class validates only what it is handed, so nothing is read twice or from elsewhere.
+        return (init_settings,)
+
+    def key(self) -> str:
+        """The app key (given directly or read from the key file), or a clear error if there is none."""
+        secret = self.tim_key or self._file_key
+        if secret is None:
+            raise ConfigError(["tim_key: set RECALL_TIM_KEY or RECALL_TIM_KEY_FILE"])
+        return secret.get_secret_value()
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with secrets masked, for ``recall-worker config show``."""
+        shown = self.model_dump(mode="json")
+        if self.tim_key is not None or self._file_key is not None:
+            shown["tim_key"] = MASK
+        if self.review_token is not None:
+            shown["review_token"] = MASK
+        for name in ("broker_url", "redis_url", "database_url"):
+            if shown.get(name):
+                shown[name] = _mask_url_password(shown[name])
+        return shown
+
+
+def _mask_url_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings: ``overrides``, then the environment, then ``config_file`` (``KEY=value`` lines,
+    the same ``RECALL_*`` names), then defaults. Raises :class:`ConfigError` naming every bad setting."""
+    values: dict[str, Any] = {}
+    file_path = config_file or (Path(p) if (p := os.environ.get("RECALL_CONFIG_FILE")) else None)
+    if file_path is not None:
+        values.update(_read_config_file(file_path))
+    for name in Settings.model_fields:
+        if (env := os.environ.get(_env_name(name))) is not None:
+            values[name] = env
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(p) for p in error["loc"])
+            where = f"{field} ({_env_name(field)})" if field else "(settings)"
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        raise ConfigError(problems) from None
+
+
+def _read_config_file(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError([f"config file {path}: {exc.strerror}"]) from None
+    values: dict[str, str] = {}
+    problems = []
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, sep, value = stripped.partition("=")
+        name = name.strip()
+        if not sep or not name.startswith(ENV_PREFIX):
+            problems.append(f"{path}:{number}: expected RECALL_NAME=value")
+            continue
+        field = name.removeprefix(ENV_PREFIX).lower()
+        if field not in Settings.model_fields:
+            problems.append(f"{path}:{number}: unknown setting {name}")
+            continue
+        values[field] = value.strip().strip('"')
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (variable, default, meaning), as the README shows it."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = "(none)" if default is None or default == [] else f"`{default}`"
+        lines.append(f"| `{_env_name(name)}` | {shown} | {field.description or ''} |")
+    return "\n".join(lines)

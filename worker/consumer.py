@@ -1,0 +1,511 @@
+"""The worker process: consume jobs, run them concurrently, settle each delivery only once its outcome is
+durably stored.
+
+Threads: the main thread owns the kombu connections (deliveries, heartbeats, publishes, acks; kombu
+channels are not thread-safe); jobs run as tasks on an asyncio loop in a second thread, so a long job
+never starves heartbeats. A finished task hands its :class:`~worker.runner.Settlement` back through a
+queue and the main thread publishes what it says (with confirms) and only then acks.
+
+Bodies are decoded here, not by kombu: kombu's decode-error path acks and drops a bad message; here it goes
+to the dead-letter queue with the reason. On SIGTERM the worker stops taking jobs, gives those in flight
+``shutdown_budget_s`` to finish, requeues the rest, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Protocol
+
+import orjson
+import structlog
+from kombu import Connection, Consumer
+
+from worker.broker.topology import Publisher, QueueNames, Topology, connect, is_embedded
+from worker.config import Settings
+from worker.jobs import InvalidJob, Job, parse_job
+from worker.ledger import open_ledger
+from worker.pipeline import BreakerPolicy, Policy
+from worker.redact import bounded
+from worker.results import JobResult, failed_result
+from worker.runner import Action, RetryPolicy, RuleSource, Settlement, execute
+from worker.tim.client import RetryPolicy as CallRetryPolicy
+from worker.tim.client import TimClient
+
+log = structlog.get_logger("worker.consumer")
+
+ATTEMPT_HEADER = "x-attempt"
+#: How long the loop waits for a delivery. Finished jobs are settled between waits (a prefetch slot frees
+#: only on ack), so the wait is short while jobs run; idle, a delivery ends the wait at once anyway.
+IDLE_TICK_S = 0.25
+BUSY_TICK_S = 0.01
+
+
+class WorkerObserver(Protocol):
+    """Told how each job ends (metrics hook)."""
+
+    def job_finished(self, result: JobResult, dead_reason: str | None) -> None: ...
+    def job_retried(self) -> None: ...
+
+
+@dataclass(slots=True)
+class WorkerState:
+    """What the health endpoints and metrics read; written by the consumer."""
+
+    connected: bool = False
+    rules_loaded: bool = False
+    last_tick: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+    stopping: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str) -> None:
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+
+class AsyncioThread:
+    """An event loop running on its own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="jobs", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, coroutine: Any) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A delivery being worked on."""
+
+    message: Any
+    job: Job
+    attempt: int
+    started: float
+
+
+def policy_of(settings: Settings) -> Policy:
+    """The safety policy the settings describe."""
+    breaker = BreakerPolicy(
+        factor=settings.breaker_factor,
+        min_matches=settings.breaker_min_matches,
+        min_jobs=settings.breaker_min_jobs,
+        lookback_s=settings.breaker_lookback_s,
+        cooldown_s=settings.breaker_cooldown_s,
+    )
+    return Policy(
+        max_recalls=settings.max_recalls_per_job,
+        protected=frozenset(settings.protected_accounts),
+        verify=settings.verify_recalls,
+        breaker=breaker,
+        claim_lease_s=settings.job_timeout_s,
+    )
+
+
+def make_client(settings: Settings) -> TimClient:
+    """The Chat REST client the settings describe."""
+    options: dict[str, Any] = {
+        "sdkappid": settings.tim_sdkappid,
+        "key": settings.key(),
+        "admin": settings.tim_admin,
+        "timeout_s": settings.tim_timeout_s,
+        "rate_per_command": settings.tim_rate_limit,
+        "retry": CallRetryPolicy(max_attempts=settings.tim_max_attempts),
+        "redis_url": settings.redis_url,
+    }
+    if settings.tim_base_url:
+        return TimClient(base_url=settings.tim_base_url, **options)
+    return TimClient.for_region(settings.tim_region, **options)
+
+
+class Worker:
+    """Consumes the jobs queue until stopped (SIGTERM/SIGINT) or, with ``exit_when_idle_s``, idle."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        rules: RuleSource,
+        *,
+        exit_when_idle_s: float | None = None,
+        client_factory: Callable[[Settings], TimClient] = make_client,
+        state: WorkerState | None = None,
+        observer: WorkerObserver | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.names = QueueNames(settings.queue_prefix)
+        self.topology = Topology(self.names, embedded=is_embedded(settings.broker_url))
+        self.retry = RetryPolicy(
+            settings.max_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s
+        )
+        self.state = state or WorkerState()
+        self.policy = policy_of(settings)
+        self.ledger = open_ledger(settings.database_url)
+        self.exit_when_idle_s = exit_when_idle_s
+        self._client_factory = client_factory
+        self._observer = observer
+        self._on_tick = on_tick
+        self._done: queue.SimpleQueue[concurrent.futures.Future[Settlement]] = queue.SimpleQueue()
+        self._in_flight: dict[concurrent.futures.Future[Settlement], InFlight] = {}
+        self._stop_requested = threading.Event()
+        self._last_activity = time.monotonic()
+        self._jobs = AsyncioThread()
+        self._client: TimClient | None = None
+        self._consumer_conn: Connection | None = None
+        self._publisher: Publisher | None = None
+        self._stop_deadline: float | None = None
+
+    # lifecycle --------------------------------------------------------------------------------------
+
+    def request_stop(self, *_: object) -> None:
+        """Stop taking jobs and shut down gracefully (the SIGTERM handler)."""
+        self.state.stopping = True
+        self._stop_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: graceful stop."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("worker.stopping", signal=signal.Signals(signum).name, in_flight=len(self._in_flight))
+        self.request_stop()
+
+    def run(self) -> int:
+        """Consume until stopped; returns the process exit code."""
+        self._jobs.start()
+        self._client = self._jobs.submit(self._make_client()).result()
+        try:
+            self._consume_until_stopped()
+        finally:
+            self._shutdown()
+        return 0
+
+    async def _make_client(self) -> TimClient:
+        return self._client_factory(self.settings)
+
+    def _consume_until_stopped(self) -> None:
+        backoff = 1.0
+        lost_connection: tuple[type[BaseException], ...] = (OSError, *self._connection_errors())
+        while not self._stop_requested.is_set():
+            try:
+                self._consume_session()
+                backoff = 1.0
+            except lost_connection as exc:
+                self.state.connected = False
+                self._abandon_in_flight("broker connection lost")
+                log.warning("worker.broker_lost", error=str(exc), retry_in_s=backoff)
+                self._stop_requested.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            if self._idle_long_enough():
+                break
+
+    def _connection_errors(self) -> tuple[type[BaseException], ...]:
+        conn = self._consumer_conn or connect(self.settings.broker_url)
+        return tuple(conn.connection_errors) + tuple(conn.channel_errors)
+
+    def _consume_session(self) -> None:
+        """One connection's worth of consuming; returns on stop or idle, raises on connection loss."""
+        settings = self.settings
+        consumer_conn = connect(settings.broker_url, heartbeat_s=settings.heartbeat_s)
+        publisher_conn = connect(settings.broker_url, heartbeat_s=settings.heartbeat_s, confirm=True)
+        self._consumer_conn = consumer_conn
+        try:
+            consumer_conn.ensure_connection(max_retries=3)
+            publisher_conn.ensure_connection(max_retries=3)
+            self._publisher = Publisher(
+                publisher_conn, self.topology, confirm_timeout_s=settings.confirm_timeout_s
+            )
+            channel = consumer_conn.channel()
+            self.topology.declare(channel)
+            consumer = Consumer(
+                channel,
+                queues=[self.topology.queue(self.names.jobs)],
+                on_message=self._on_delivery,
+                prefetch_count=settings.concurrency,
+                accept=[],  # bodies are decoded by _on_delivery, never by kombu
+            )
+            consumer.consume()
+            self.state.connected = True
+            log.info("worker.consuming", queue=self.names.jobs, concurrency=settings.concurrency)
+            cancelled = False
+            while True:
+                self._tick(consumer_conn)
+                if self._stop_requested.is_set() and not cancelled:
+                    consumer.cancel()  # no new deliveries; the ones in flight finish below
+                    cancelled = True
+                if cancelled and not self._in_flight:
+                    return
+                if cancelled and self._shutdown_deadline_passed():
+                    self._abandon_in_flight("shutdown budget spent", requeue=True)
+                    return
+                if self._idle_long_enough():
+                    return
+        finally:
+            self.state.connected = False
+            self._close(publisher_conn)
+            self._close(consumer_conn)
+            self._publisher = None
+
+    def _tick(self, conn: Connection) -> None:
+        self.state.last_tick = time.monotonic()
+        if self._on_tick is not None:
+            self._on_tick()
+        try:
+            conn.drain_events(timeout=BUSY_TICK_S if self._in_flight else IDLE_TICK_S)
+        except TimeoutError:
+            pass
+        except socket.timeout:  # noqa: UP041 - amqp raises socket.timeout on older Pythons
+            pass
+        if not self.topology.embedded:
+            conn.heartbeat_check()
+        self._settle_finished()
+
+    def _shutdown_deadline_passed(self) -> bool:
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_budget_s
+        return time.monotonic() >= self._stop_deadline
+
+    def _idle_long_enough(self) -> bool:
+        if self.exit_when_idle_s is None or self._in_flight:
+            return False
+        return time.monotonic() - self._last_activity >= self.exit_when_idle_s
+
+    def _shutdown(self) -> None:
+        client = self._client
+        if client is not None:
+            self._jobs.submit(client.aclose()).result(timeout=10)
+        self._jobs.stop()
+        self.ledger.dispose()
+        log.info("worker.stopped", **self.state.counts)
+
+    @staticmethod
+    def _close(conn: Connection) -> None:
+        try:
+            conn.release()
+        except Exception as exc:  # noqa: BLE001 - closing a broken connection must not mask the real error
+            log.debug("worker.close_failed", error=str(exc))
+
+    # deliveries ------------------------------------------------------------------------------------
+
+    def _on_delivery(self, message: Any) -> None:
+        self._last_activity = time.monotonic()
+        headers = message.headers or {}
+        attempt = headers.get(ATTEMPT_HEADER, 1)
+        attempt = attempt if isinstance(attempt, int) and attempt >= 1 else 1
+        try:
+            job = parse_job(message.body)
+        except InvalidJob as exc:
+            self._reject_invalid(message, exc, attempt)
+            return
+        if self._stop_requested.is_set():
+            message.requeue()
+            return
+        future = self._jobs.submit(self._execute(job, attempt))
+        self._in_flight[future] = InFlight(message, job, attempt, time.monotonic())
+        self.state.in_flight = len(self._in_flight)
+        future.add_done_callback(self._done.put)
+        log.info("job.started", job_id=job.job_id, attempt=attempt, conversation=job.conversation.type)
+
+    async def _execute(self, job: Job, attempt: int) -> Settlement:
+        if self._client is None:
+            raise RuntimeError("the worker's client is not running")
+        # Every log line of this job's task, the client's included, carries these fields.
+        structlog.contextvars.bind_contextvars(
+            job_id=job.job_id, conversation=job.conversation.type, attempt=attempt
+        )
+        return await execute(
+            job,
+            attempt,
+            client=self._client,
+            rules=self.rules,
+            ledger=self.ledger,
+            policy=self.policy,
+            retry=self.retry,
+            timeout_s=self.settings.job_timeout_s,
+        )
+
+    def _reject_invalid(self, message: Any, error: InvalidJob, attempt: int) -> None:
+        result = failed_result(
+            None, job_id=error.job_id, status="invalid", error=str(error), attempts=attempt, duration_s=0
+        )
+        self._publish_outcome(message, result, dead_reason="invalid_job", error=str(error))
+
+    def _settle_finished(self) -> None:
+        while True:
+            try:
+                future = self._done.get_nowait()
+            except queue.Empty:
+                return
+            flight = self._in_flight.pop(future, None)
+            self.state.in_flight = len(self._in_flight)
+            if flight is None or future.cancelled():
+                continue
+            self._last_activity = time.monotonic()
+            settlement = future.result()
+            if settlement.action is Action.RETRY:
+                self._retry(flight, settlement)
+            else:
+                if settlement.result is None:
+                    raise RuntimeError("a finishing settlement carries its result")
+                self._publish_outcome(
+                    flight.message,
+                    settlement.result,
+                    dead_reason=settlement.dead_reason,
+                    error=settlement.error,
+                    escalate=settlement.escalate,
+                )
+
+    def _publish_outcome(
+        self,
+        message: Any,
+        result: JobResult,
+        *,
+        dead_reason: str | None,
+        error: str | None,
+        escalate: bool = False,
+    ) -> None:
+        """Publish the result (and escalation, dead letter), then ack; on a failed publish, requeue."""
+        body = result.to_json()
+        try:
+            publisher = self._current_publisher()
+            if dead_reason is not None:
+                publisher.publish(
+                    self.names.dead,
+                    _raw_body(message),
+                    headers=_dead_headers(message, result, dead_reason, error),
+                )
+            if escalate:
+                publisher.publish(self.names.escalations, body, headers={"x-job-id": result.job_id or ""})
+            publisher.publish(
+                self.names.results, body, headers={"x-job-id": result.job_id or "", "x-status": result.status}
+            )
+        except Exception as exc:  # noqa: BLE001 - not stored means not acked: requeue and say why
+            log.error("job.publish_failed", job_id=result.job_id, error=str(exc))
+            self._requeue(message)
+            return
+        message.ack()
+        self.state.count(result.status)
+        log.info(
+            "job.result", **_log_summary(result, self.settings.log_text_limit, self.settings.log_text_hash)
+        )
+        if self._observer is not None:
+            self._observer.job_finished(result, dead_reason)
+
+    def _retry(self, flight: InFlight, settlement: Settlement) -> None:
+        headers = {
+            **(flight.message.headers or {}),
+            ATTEMPT_HEADER: flight.attempt + 1,
+            "x-last-error": bounded(settlement.error or "", 500),
+        }
+        try:
+            self._current_publisher().publish(
+                self.names.jobs, _raw_body(flight.message), headers=headers, delay_s=settlement.retry_delay_s
+            )
+        except Exception as exc:  # noqa: BLE001 - not stored means not acked: requeue and say why
+            log.error("job.retry_publish_failed", job_id=flight.job.job_id, error=str(exc))
+            self._requeue(flight.message)
+            return
+        flight.message.ack()
+        self.state.count("retried")
+        if self._observer is not None:
+            self._observer.job_retried()
+
+    def _current_publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise RuntimeError("no publisher: not connected")
+        return self._publisher
+
+    @staticmethod
+    def _requeue(message: Any) -> None:
+        try:
+            message.requeue()
+        except Exception as exc:  # noqa: BLE001 - the broker redelivers unacked messages on reconnect anyway
+            log.warning("job.requeue_failed", error=str(exc))
+
+    def _abandon_in_flight(self, why: str, *, requeue: bool = False) -> None:
+        """Cancel running jobs; their deliveries go back to the queue (explicitly, or with the channel)."""
+        for future, flight in list(self._in_flight.items()):
+            future.cancel()
+            if requeue:
+                self._requeue(flight.message)
+            log.warning("job.abandoned", job_id=flight.job.job_id, reason=why)
+        self._in_flight.clear()
+        self.state.in_flight = 0
+
+
+def _raw_body(message: Any) -> bytes:
+    body = message.body
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+def _dead_headers(message: Any, result: JobResult, reason: str, error: str | None) -> dict[str, Any]:
+    return {
+        **(message.headers or {}),
+        "x-dead-reason": reason,
+        "x-dead-error": bounded(error or "", 2000),
+        "x-job-id": result.job_id or "",
+        "x-attempts": result.attempts,
+        "x-dead-at": int(time.time()),
+    }
+
+
+def _shown_text(text: str, limit: int, hashed: bool) -> str:
+    """Message text as a log line may carry it: a bounded excerpt, or only a hash of it."""
+    if hashed:
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    return bounded(text, limit)
+
+
+def _log_summary(result: JobResult, text_limit: int, text_hash: bool = False) -> dict[str, Any]:
+    return {
+        "job_id": result.job_id,
+        "status": result.status,
+        "attempts": result.attempts,
+        "messages_scanned": result.messages_scanned,
+        "pages_fetched": result.pages_fetched,
+        "matches": [
+            {
+                "msg_key": m.msg_key,
+                "rule_id": m.rule_id,
+                "element_path": m.element_path,
+                "evidence": _shown_text(m.evidence, text_limit, text_hash),
+            }
+            for m in result.matches[:20]
+        ],
+        "recalled": result.recalled,
+        "already_recalled": result.already_recalled,
+        "skipped": [s.model_dump() for s in result.skipped[:50]],
+        "failed": [f.model_dump() for f in result.failed],
+        "api_calls": result.api_calls,
+        "duration_s": result.duration_s,
+        "error": result.error,
+    }
+
+
+def decode_result(body: bytes | str) -> dict[str, Any]:
+    """A published result as a dict."""
+    value: dict[str, Any] = orjson.loads(body)
+    return value

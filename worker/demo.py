@@ -1,0 +1,383 @@
+"""``recall-worker demo`` (``make demo``): the whole job end to end on the embedded defaults.
+
+Starts the emulator on a free local port, seeds realistic conversations through the documented APIs
+(a one-to-one chat long enough to need many history pages, a false report, an official account), submits
+report jobs to the on-disk queue, runs the worker until the queue is drained, and prints what was recalled,
+by which rule, and what was left and why. Needs no service and no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from worker.config import Settings
+from worker.consumer import Worker
+from worker.emulator.gateway import EmulatorConfig
+from worker.emulator.seed import (
+    add_subscribers,
+    create_official_account,
+    import_accounts,
+    import_c2c,
+    send_official_account,
+    text,
+)
+from worker.emulator.server import EmulatorThread
+from worker.jobs import Job
+from worker.ledger import Ledger
+from worker.logs import configure_logging
+from worker.queues import Queues
+from worker.results import JobResult
+from worker.rulebook import Rulebook
+from worker.scan import summary_lines
+from worker.tim.client import TimClient
+from worker.tim.models import JsonObject
+
+CLEAN_EN = [
+    "hey, are we still on for lunch tomorrow?",
+    "sure, 12:30 at the usual place",
+    "did you see the game last night",
+    "sending you the slides in a minute",
+    "thanks! looks great",
+    "can you review my pull request",
+    "lol that's hilarious",
+    "running 10 minutes late, sorry",
+    "happy birthday!! 🎉",
+    "what time is the meeting",
+    "ok, see you there",
+]
+CLEAN_ZH = [
+    "明天一起吃午饭吗",
+    "好的，老地方见",
+    "我把文件发给你了",
+    "谢谢，辛苦了",
+    "周末有什么安排",
+    "这个方案我觉得可以",
+]
+
+
+def custom(data: str, desc: str = "", ext: str = "") -> JsonObject:
+    return {"MsgType": "TIMCustomElem", "MsgContent": {"Data": data, "Desc": desc, "Ext": ext, "Sound": ""}}
+
+
+def image(url: str) -> JsonObject:
+    return {
+        "MsgType": "TIMImageElem",
+        "MsgContent": {
+            "UUID": "img-" + secrets.token_hex(4),
+            "ImageFormat": 1,
+            "ImageInfoArray": [{"Type": 1, "Size": 2048, "Width": 640, "Height": 480, "URL": url}],
+        },
+    }
+
+
+def file(name: str) -> JsonObject:
+    return {
+        "MsgType": "TIMFileElem",
+        "MsgContent": {
+            "Url": f"https://files.example.net/{name}",
+            "UUID": "f-1",
+            "FileSize": 123456,
+            "FileName": name,
+            "Download_Flag": 2,
+        },
+    }
+
+
+def forwarded(title: str, inner: list[JsonObject], sender: str) -> JsonObject:
+    return {
+        "MsgType": "TIMRelayElem",
+        "MsgContent": {
+            "Title": title,
+            "MsgNum": len(inner),
+            "CompatibleText": "[Chat history]",
+            "AbstractList": [title],
+            "MsgList": [
+                {
+                    "From_Account": sender,
+                    "To_Account": "someone",
+                    "MsgSeq": 1,
+                    "MsgRandom": 1,
+                    "MsgTimeStamp": int(time.time()) - 86400,
+                    "MsgBody": [element],
+                }
+                for element in inner
+            ],
+        },
+    }
+
+
+# (label, body) of what the spammer sends among ordinary chat; the labels show up in the summary.
+OFFENDING: list[tuple[str, list[JsonObject]]] = [
+    ("plain keyword", [text("FREE CRYPTO giveaway, claim yours today")]),
+    ("spaced-out keyword", [text("f.r.e.e c.r.y.p.t.o for the first 100 people")]),
+    ("full-width keyword", [text("ｂｕｙ ｆｏｌｌｏｗｅｒｓ cheap, 10k for $5")]),
+    ("Chinese keyword", [text("专业代开发票，联系我")]),
+    (
+        "link in a custom element",
+        [custom(json.dumps({"type": "card", "url": "https://scam-example.com/win"}), desc="You won!")],
+    ),
+    ("obfuscated link", [text("check out hxxp://login.bad[.]example now")]),
+    ("forwarded spam", [forwarded("great deal", [text("join our 赌博 group, daily bonus")], "bob")]),
+]
+
+
+def chat_body(i: int) -> list[JsonObject]:
+    line = CLEAN_EN[i % len(CLEAN_EN)] if i % 3 else CLEAN_ZH[i % len(CLEAN_ZH)]
+    body = [text(f"{line} ({i})")]
+    if i % 17 == 0:
+        body.append(image(f"https://cdn.example.net/photo-{i}.jpg"))
+    return body
+
+
+async def chat(
+    client: TimClient,
+    a: str,
+    b: str,
+    start: int,
+    count: int,
+    *,
+    spam: dict[int, list[JsonObject]],
+    step_s: int = 30,
+) -> dict[int, str]:
+    """``count`` messages alternating a -> b (even) and b -> a (odd); ``spam`` replaces some bodies.
+
+    Returns the MsgKey of each replaced message by its index.
+    """
+    keys = {}
+    for i in range(count):
+        sender, receiver = (b, a) if i % 2 else (a, b)
+        key = await import_c2c(
+            client,
+            sender=sender,
+            receiver=receiver,
+            timestamp=start + i * step_s,
+            seq=i + 1,
+            random=1000 + i,
+            body=spam.get(i, chat_body(i)),
+        )
+        if i in spam:
+            keys[i] = key
+    return keys
+
+
+async def seed(client: TimClient, emulator_url: str, now: int) -> dict[str, Any]:
+    """Every conversation of the demo; returns what the summary needs to know."""
+    await import_accounts(client, ["alice", "bob", "carol", "dave", "eve", "frank", "newsdesk"])
+    start = now - 2 * 3600
+    # alice <-> bob: 240 messages over two hours; bob (odd indexes) mixes spam into ordinary chat, and alice
+    # quotes it back once: the same words, but she is not the suspect.
+    spam = {31 + 30 * n: body for n, (_, body) in enumerate(OFFENDING)}
+    spam[100] = [text("bob why do you keep sending me this free crypto stuff??")]
+    keys = await chat(client, "alice", "bob", start, 240, spam=spam)
+    planted = {keys[31 + 30 * n]: label for n, (label, _) in enumerate(OFFENDING)}
+    quote = keys[100]
+    # bob sent spam long before the report window too: outside the window, it stays.
+    old_key = await import_c2c(
+        client,
+        sender="bob",
+        receiver="alice",
+        timestamp=start - 3 * 3600,
+        seq=9999,
+        random=9999,
+        body=[text("free crypto, last chance")],
+    )
+    # carol <-> dave: a false report; nothing breaks the rules.
+    await chat(client, "dave", "carol", start, 40, spam={}, step_s=60)
+    # eve <-> frank: a report a moderator wants to preview first (dry run).
+    preview_spam = {9: [text("专业代开发票，量大从优")], 21: [text("join now: https://scam-example.com/vip")]}
+    preview = await chat(client, "frank", "eve", start, 30, spam=preview_spam)
+    previewed = {preview[9]: "Chinese keyword (preview)", preview[21]: "link (preview)"}
+    # an official account: 45 news posts over the last 90 minutes, three of them bad
+    account = await create_official_account(
+        client, owner="newsdesk", name="Daily News", user_id="@TOA#_DEMO_NEWS"
+    )
+    await add_subscribers(client, account, ["alice", "carol"])
+    oa_planted: dict[str, str] = {}
+    bad_posts = {
+        12: ("official-account spam", [text("限时优惠：代开发票，加微信 (12)")]),
+        30: ("official-account spam", [text("限时优惠：代开发票，加微信 (30)")]),
+        40: ("official-account link", [text("big sale at https://www.scam-example.com/deal")]),
+    }
+    async with httpx.AsyncClient(base_url=emulator_url) as control:
+        for i in range(45):
+            await control.post(
+                "/_emulator/clock", json={"set": now - 5400 + i * 120}
+            )  # the post's server time
+            label, body = bad_posts.get(
+                i, ("", [text(f"News bulletin #{i}: markets are calm. 今日新闻第{i}条")])
+            )
+            key = await send_official_account(client, account=account, random=i, body=body)
+            if label:
+                oa_planted[key] = label
+        await control.post("/_emulator/clock", json={"set": time.time()})
+    return {
+        "planted": planted,
+        "quote": quote,
+        "previewed": previewed,
+        "old_key": old_key,
+        "account": account,
+        "oa_planted": oa_planted,
+        "start": start,
+    }
+
+
+def jobs_for(seeded: dict[str, Any], now: int) -> list[Job]:
+    window = {"since": seeded["start"], "until": now}
+    specs = [
+        {
+            "job_id": "demo-alice-reports-bob",
+            "conversation": {"type": "c2c", "operator": "alice", "peer": "bob"},
+            "suspect": "bob",
+            "window": window,
+            "report": {"reporter": "alice", "reason": "spam"},
+        },
+        {
+            "job_id": "demo-dave-reports-carol",
+            "conversation": {"type": "c2c", "operator": "dave", "peer": "carol"},
+            "suspect": "carol",
+            "window": window,
+            "report": {"reporter": "dave", "reason": "harassment"},
+        },
+        {
+            "job_id": "demo-news-account",
+            "conversation": {"type": "official_account", "account": seeded["account"]},
+            "suspect": seeded["account"],
+            "window": {"lookback_s": 3 * 3600},
+            "report": {"reporter": "carol", "reason": "fraud", "reported_at": now},
+        },
+        {
+            "job_id": "demo-frank-reports-eve-preview",
+            "conversation": {"type": "c2c", "operator": "frank", "peer": "eve"},
+            "suspect": "eve",
+            "window": window,
+            "mode": "dry_run",
+            "report": {"reporter": "frank", "reason": "spam"},
+        },
+    ]
+    return [Job.model_validate({"version": 1, **spec}) for spec in specs]
+
+
+def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url: str) -> None:
+    labels = {
+        **seeded["planted"],
+        **seeded["previewed"],
+        **seeded["oa_planted"],
+        seeded["quote"]: "reporter quoting the spam",
+        seeded["old_key"]: "spam from before the window",
+    }
+    print("\n=== what the worker did ===")
+    for result in sorted(results, key=lambda r: r.job_id or ""):
+        print()
+        for line in summary_lines(result):
+            notes = [f"   <- planted: {label}" for key, label in labels.items() if key in line]
+            print(line + "".join(notes))
+    state = httpx.get(f"{emulator_url}/_emulator/c2c", params={"a": "alice", "b": "bob"}).json()["messages"]
+    recalled = {m["MsgKey"] for m in state if m["MsgFlagBits"] == 8}
+    hits = sum(key in recalled for key in seeded["planted"])
+    print("\n=== checked against the emulator's state ===")
+    print(
+        f"alice/bob: {len(recalled)} of {len(state)} messages show as recalled (MsgFlagBits 8); "
+        f"bob's planted spam recalled: {hits}/{len(seeded['planted'])}"
+    )
+    print(
+        f"alice quoting the spam: {'RECALLED' if seeded['quote'] in recalled else 'kept'}; "
+        f"bob's spam from before the window: {'RECALLED' if seeded['old_key'] in recalled else 'kept'}"
+    )
+
+
+def print_audit(ledger: Ledger, job_id: str) -> None:
+    """The ledger's audit trail of one job: what it removed, why, by which rule version, and what it said."""
+    trail = ledger.audit(job_id)
+    report = trail["report"]
+    print(f"\n=== audit trail of {job_id} (from the ledger) ===")
+    print(
+        f"reported by {report.get('reporter')} for {report.get('reason')}; suspect {trail['suspect']}; "
+        f"rule set {trail['ruleset']} version {trail['ruleset_version'][:12]}; status {trail['status']} "
+        f"after {trail['attempts']} attempt(s); finished {trail['finished_at']}"
+    )
+    for message in trail["messages"][:3]:
+        recall = message["recall"] or {}
+        evidence = message["evidence"] or {}
+        rules = ", ".join(sorted({m["rule_id"] for m in message["matches"]}))
+        print(
+            f"- {message['msg_key']} from {message['sender']}: {recall.get('state', 'not recalled')}"
+            f" (verified: {recall.get('verified')}) by {recall.get('by_job')}; rules {rules}"
+        )
+        print(
+            f"  evidence sha256 {evidence.get('content_hash', '')[:16]}..., "
+            f"captured {evidence.get('captured_at')}:"
+        )
+        print(f"  {json.dumps(evidence.get('MsgBody'), ensure_ascii=False)[:300]}")
+    if len(trail["messages"]) > 3:
+        print(f"... and {len(trail['messages']) - 3} more; see `recall-worker audit {job_id}`")
+
+
+def run_demo(workdir: Path) -> int:
+    """Run the demo; returns the exit code."""
+    configure_logging("console", "warning")
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    key = secrets.token_hex(32)
+    rulebook = Rulebook()
+    print(f"rule file: {rulebook.path} (version {rulebook.version[:12]})")
+    with EmulatorThread(EmulatorConfig(key=key)) as emulator:
+        print(f"emulator: {emulator.url}")
+        settings = Settings.model_validate(
+            {
+                "broker_url": f"sqlite:///{workdir.resolve()}/queue.db",
+                "database_url": f"sqlite:///{workdir.resolve()}/ledger.db",
+                "tim_base_url": emulator.url,
+                "tim_key": key,
+                "http_port": 0,
+                "retry_base_delay_s": 0.5,
+            }
+        )
+        now = int(time.time())
+
+        async def seed_all() -> dict[str, Any]:
+            async with TimClient(sdkappid=settings.tim_sdkappid, key=key, base_url=emulator.url) as client:
+                return await seed(client, emulator.url, now)
+
+        seeded = asyncio.run(seed_all())
+        stats = httpx.get(f"{emulator.url}/_emulator/stats").json()["state"]
+        print(
+            f"seeded {stats['messages']} one-to-one messages in {stats['conversations']} conversations "
+            f"and 45 official-account posts, through the Chat REST API"
+        )
+        queues = Queues(settings)
+        jobs = jobs_for(seeded, now)
+        queues.submit(jobs)
+        print(f"submitted {len(jobs)} report jobs to {settings.broker_url}; running the worker ...")
+        worker = Worker(settings, rulebook, exit_when_idle_s=1.5)
+        worker.run()
+        results = [
+            JobResult.model_validate(orjson.loads(e.body))
+            for e in queues.read(queues.names.results, take=True)
+        ]
+        print_summary(results, seeded, emulator.url)
+        print_audit(worker.ledger, "demo-alice-reports-bob")
+        for plan in worker.ledger.list_plans("pending"):
+            print(
+                f"\nplan {plan.id} ({plan.reason}, job {plan.job_id}) waits for a moderator: "
+                f"`recall-worker plans show {plan.id}`, then `plans approve {plan.id} --by NAME` "
+                "or the review page"
+            )
+        dead = queues.read(queues.names.dead)
+        if dead or len(results) != len(jobs):
+            print(
+                f"\nunexpected: {len(results)} results for {len(jobs)} jobs, {len(dead)} dead letters",
+                file=sys.stderr,
+            )
+            return 1
+    return 0

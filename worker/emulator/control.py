@@ -1,0 +1,168 @@
+"""The ``/_emulator/`` control surface: faults, clock, limits, settings, stats, state inspection, reset.
+
+Not part of the Chat API; it lets tests, the demo and benchmarks steer the emulator and look inside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from worker.emulator.faults import FaultSpec
+from worker.emulator.gateway import Emulator
+from worker.emulator.official import OAState
+
+
+class ClockChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    set: float | None = None
+    advance: float | None = None
+
+
+class LimitsChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    default: int | None = Field(200, ge=0)
+    commands: dict[str, int | None] = Field(default_factory=dict)
+
+
+class SettingsChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    roaming_days: float | None = Field(None, gt=0)
+    roam_page_bytes: int | None = Field(None, ge=256)
+    oa_page_bytes: int | None = Field(None, ge=256)
+
+
+class HolesChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    Official_Account: str
+    MsgKeyList: list[str]
+
+
+async def _json(request: Request, model: type[BaseModel]) -> Any:
+    body = await request.body()
+    return model.model_validate_json(body or b"{}")
+
+
+def build_control_app(emulator: Emulator) -> Starlette:
+    """The Starlette app serving ``/_emulator/...``."""
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse(
+            {"ok": True, "sdkappid": emulator.config.sdkappid, "admin": emulator.config.admin}
+        )
+
+    async def stats(_: Request) -> JSONResponse:
+        return JSONResponse({**emulator.stats.snapshot(), "state": emulator.service.c2c.stats()})
+
+    async def stats_reset(_: Request) -> JSONResponse:
+        emulator.stats = type(emulator.stats)()
+        return JSONResponse({"ok": True})
+
+    async def faults(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            emulator.faults.configure(await _json(request, FaultSpec))
+        elif request.method == "DELETE":
+            emulator.faults.clear()
+        return JSONResponse(emulator.faults.spec.model_dump(mode="json"))
+
+    async def clock(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            change = await _json(request, ClockChange)
+            if change.set is not None:
+                emulator.clock.set(change.set)
+            if change.advance is not None:
+                emulator.clock.advance(change.advance)
+        return JSONResponse({"now": emulator.clock.now()})
+
+    async def limits(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            change = await _json(request, LimitsChange)
+            emulator.limits.configure(
+                change.default or None, {k: v or None for k, v in change.commands.items()}
+            )
+        return JSONResponse({"default": emulator.limits.default, "commands": emulator.limits.per_command})
+
+    async def settings(request: Request) -> JSONResponse:
+        current = emulator.service.settings
+        if request.method == "POST":
+            change = await _json(request, SettingsChange)
+            for name, value in change.model_dump(exclude_none=True).items():
+                setattr(current, name, value)
+        return JSONResponse(
+            {
+                "roaming_days": current.roaming_days,
+                "roam_page_bytes": current.roam_page_bytes,
+                "oa_page_bytes": current.oa_page_bytes,
+            }
+        )
+
+    async def reset(_: Request) -> JSONResponse:
+        emulator.reset()
+        return JSONResponse({"ok": True})
+
+    async def c2c(request: Request) -> JSONResponse:
+        a, b = request.query_params.get("a", ""), request.query_params.get("b", "")
+        conversation = emulator.service.c2c.find(a, b)
+        messages = [m.public() for m in conversation.messages()] if conversation else []
+        return JSONResponse({"messages": messages})
+
+    async def official_account(request: Request) -> JSONResponse:
+        user_id = request.query_params.get("id", "")
+        account = emulator.service.official.accounts.get(user_id)
+        if account is None:
+            return JSONResponse({"error": f"no official account {user_id!r}"}, status_code=404)
+        return JSONResponse(
+            {
+                "OfficialAccountUserID": account.user_id,
+                "Owner_Account": account.owner,
+                "Name": account.name,
+                "Subscribers": sorted(account.subscribers),
+                "messages": [
+                    {
+                        "MsgKey": m.key,
+                        "MsgSeq": m.seq,
+                        "MsgTimeStamp": m.timestamp,
+                        "IsPlaceMsg": int(m.state),
+                        "MsgBody": m.body,
+                    }
+                    for m in account.messages
+                ],
+            }
+        )
+
+    async def holes(request: Request) -> JSONResponse:
+        change = await _json(request, HolesChange)
+        account = emulator.service.official.accounts.get(change.Official_Account)
+        if account is None:
+            return JSONResponse({"error": "no such official account"}, status_code=404)
+        made = []
+        for message in account.messages:
+            if message.key in change.MsgKeyList:
+                message.set_state(OAState.HOLE)
+                made.append(message.key)
+        return JSONResponse({"holes": made})
+
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
+    return Starlette(
+        exception_handlers={ValidationError: invalid},
+        routes=[
+            Route("/_emulator/health", health),
+            Route("/_emulator/stats", stats),
+            Route("/_emulator/stats/reset", stats_reset, methods=["POST"]),
+            Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
+            Route("/_emulator/clock", clock, methods=["GET", "POST"]),
+            Route("/_emulator/limits", limits, methods=["GET", "POST"]),
+            Route("/_emulator/settings", settings, methods=["GET", "POST"]),
+            Route("/_emulator/reset", reset, methods=["POST"]),
+            Route("/_emulator/c2c", c2c),
+            Route("/_emulator/official_account", official_account),
+            Route("/_emulator/official_account/holes", holes, methods=["POST"]),
+        ],
+    )

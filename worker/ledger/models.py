@@ -1,0 +1,165 @@
+"""Tables of the ledger.
+
+A message is identified by its conversation and MsgKey (``messages``); ``recalls`` holds at most one row per
+message, so however many reports or redeliveries name it, a message is recalled, and recorded, once.
+Evidence (the full original body) is stored per message before any recall of it is attempted.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ledger table."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+        datetime: DateTime(timezone=True),
+    }
+
+
+class JobRow(Base):
+    """One moderation job (all its attempts)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(128), unique=True)
+    conversation_key: Mapped[str] = mapped_column(String(200), index=True)
+    conversation: Mapped[dict[str, Any]]
+    suspect: Mapped[str] = mapped_column(String(64))
+    mode: Mapped[str] = mapped_column(String(16))
+    ruleset: Mapped[str] = mapped_column(String(64))
+    ruleset_version: Mapped[str] = mapped_column(String(64), default="")
+    report: Mapped[dict[str, Any]]
+    window_since: Mapped[int]
+    window_until: Mapped[int]
+    applies_plan: Mapped[int | None] = mapped_column(default=None)  # the plan an apply job carries out
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    messages_scanned: Mapped[int] = mapped_column(default=0)
+    pages_fetched: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class MessageRow(Base):
+    """A message's identity: its conversation and MsgKey."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("conversation_key", "msg_key", name="uq_message_identity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_key: Mapped[str] = mapped_column(String(200))
+    msg_key: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str] = mapped_column(String(64))
+    receiver: Mapped[str | None] = mapped_column(String(64), default=None)
+    msg_time: Mapped[int]
+
+
+class MatchRow(Base):
+    """One rule matching one place of one message, in one job."""
+
+    __tablename__ = "matches"
+    __table_args__ = (
+        UniqueConstraint("job_pk", "message_pk", "rule_id", "element_path", name="uq_match"),
+        Index("ix_matches_rule", "rule_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    rule_type: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(16))
+    element_path: Mapped[str] = mapped_column(String(300), default="")
+    evidence: Mapped[str] = mapped_column(Text, default="")
+    normalized: Mapped[str] = mapped_column(Text, default="")
+
+
+class EvidenceRow(Base):
+    """A message as it was before anything was done to it: body, custom data, and their hash."""
+
+    __tablename__ = "evidence"
+
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    body: Mapped[list[Any] | None]
+    cloud_custom_data: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    captured_at: Mapped[datetime] = mapped_column(index=True)
+    purged_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RecallRow(Base):
+    """What happened to one message: planned -> recalled / already_recalled / not_found / failed."""
+
+    __tablename__ = "recalls"
+
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    code: Mapped[int | None] = mapped_column(Integer, default=None)
+    info: Mapped[str] = mapped_column(Text, default="")
+    planned_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    verified: Mapped[bool | None] = mapped_column(default=None)
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PlanRow(Base):
+    """A recall plan waiting for (or past) a moderator's decision."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    apply_job_id: Mapped[str | None] = mapped_column(String(128), default=None)
+
+
+class PlanItemRow(Base):
+    """A message in a plan."""
+
+    __tablename__ = "plan_items"
+
+    plan_pk: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+
+
+class RuleStatRow(Base):
+    """How often a rule matched in one job: the baseline of the circuit breaker."""
+
+    __tablename__ = "rule_stats"
+    __table_args__ = (Index("ix_rule_stats_rule_at", "rule_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    matches: Mapped[int]
+    scanned: Mapped[int]
+    at: Mapped[datetime]
+
+
+class BreakerRow(Base):
+    """A tripped circuit breaker: the rule's matches are planned for review, not recalled, until ``until``."""
+
+    __tablename__ = "breakers"
+
+    rule_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tripped_at: Mapped[datetime]
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)

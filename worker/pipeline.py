@@ -1,0 +1,478 @@
+"""One job, end to end: history window -> rules -> ledger -> plan -> recall -> verify -> report.
+
+The plan is a pure function of the job, the matches and the policy: only messages the suspect sent inside
+the window are recalled; what is already recalled, a hole, someone else's message, a protected account's
+message, or matched only by a ``flag`` rule (or by a rule whose circuit breaker is tripped) is left, each
+with its reason; flagged and breaker-held messages go to a plan for review. More than ``max_recalls``
+candidates escalate the job: everything goes to a plan, nothing is recalled. A dry run stores its plan and
+never calls a recall API.
+
+The ledger is the source of truth: every matched message's evidence is committed before any recall of it;
+a message some job already recalled is never recalled again; after recalling, the window is read again to
+verify each recall took effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from worker.jobs import C2CConversation, Job, OfficialAccountConversation
+from worker.ledger.store import Ledger, ScannedMessage, now
+from worker.tim.history import ApiCaller, HistoryStats, iter_c2c_history, iter_official_account_history
+from worker.tim.models import JsonObject, Message, MessageState
+from worker.tim.recall import RecallOutcome, RecallResult, recall_c2c, recall_official_account
+
+
+class Scanner(Protocol):
+    """A rule set's per-job evaluator (``rules.RuleSet.scanner()``)."""
+
+    def feed_many(self, messages: Sequence[Message]) -> list[Any]: ...
+    def finish(self) -> list[Any]: ...
+
+
+class RuleSetLike(Protocol):
+    """A compiled rule set."""
+
+    @property
+    def name(self) -> str: ...
+
+    def scanner(self) -> Scanner: ...
+
+
+class SkipReason(enum.StrEnum):
+    """Why a matched message is not recalled."""
+
+    NOT_SUSPECT = "not_sent_by_suspect"
+    OUTSIDE_WINDOW = "outside_window"
+    ALREADY_RECALLED = "already_recalled"
+    HOLE = "deleted_or_expired"
+    FLAG_ONLY = "flag_rule_only"
+    BREAKER = "rule_breaker_tripped"
+    PROTECTED = "protected_account"
+    NOT_FOUND = "gone_before_recall"
+    NOT_IN_WINDOW_NOW = "no_longer_in_history"
+    CLAIMED = "being_recalled_by_another_job"
+
+
+#: Messages handed to the rules at once.
+SCAN_PAGE = 100
+
+#: Reasons whose messages go to a plan for a moderator's review.
+REVIEW_REASONS = (SkipReason.FLAG_ONLY, SkipReason.BREAKER)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a rule's match rate is far above its recent baseline, hold its recalls for review."""
+
+    factor: float = 10.0
+    min_matches: int = 20
+    min_jobs: int = 5
+    floor_rate: float = 0.001
+    lookback_s: int = 7 * 86400
+    cooldown_s: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The safety rules a job runs under."""
+
+    max_recalls: int = 50
+    protected: frozenset[str] = frozenset()
+    verify: bool = True
+    claim_lease_s: float = 600.0  # another job's claim on a message is respected this long
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """What the plan needs to know of a scanned message."""
+
+    msg_key: str
+    sender: str
+    receiver: str | None
+    timestamp: int
+    state: MessageState
+
+    @classmethod
+    def of(cls, message: Message) -> MessageRef:
+        return cls(
+            message.msg_key, message.from_account, message.to_account, message.timestamp, message.state
+        )
+
+
+@dataclass(slots=True)
+class Matched:
+    """A message and every rule match on it."""
+
+    ref: MessageRef
+    matches: list[Any] = field(default_factory=list)
+    body: tuple[JsonObject, ...] = ()
+    cloud_custom_data: str = ""
+
+    def ledger_record(self) -> ScannedMessage:
+        ref = self.ref
+        return ScannedMessage(
+            ref.msg_key,
+            ref.sender,
+            ref.receiver,
+            ref.timestamp,
+            self.body,
+            self.cloud_custom_data,
+            self.matches,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to recall, what goes to review, and what is left and why."""
+
+    to_recall: tuple[MessageRef, ...]
+    skipped: tuple[tuple[str, SkipReason], ...]
+    over_cap: bool
+
+    def review(self) -> dict[SkipReason, list[str]]:
+        """Messages to put in a plan for review, by reason."""
+        groups: dict[SkipReason, list[str]] = {}
+        for key, reason in self.skipped:
+            if reason in REVIEW_REASONS:
+                groups.setdefault(reason, []).append(key)
+        return groups
+
+
+def plan_recalls(
+    job: Job, matched: Iterable[Matched], policy: Policy, open_breakers: Iterable[str] = ()
+) -> Plan:
+    """Decide which matched messages the job may recall. Pure."""
+    held = set(open_breakers)
+    to_recall: list[MessageRef] = []
+    skipped: list[tuple[str, SkipReason]] = []
+    for item in sorted(matched, key=lambda m: (m.ref.timestamp, m.ref.msg_key)):
+        ref = item.ref
+        recall_rules = {match.rule_id for match in item.matches if match.action == "recall"}
+        if ref.sender != job.suspect:
+            skipped.append((ref.msg_key, SkipReason.NOT_SUSPECT))
+        elif ref.sender in policy.protected:
+            skipped.append((ref.msg_key, SkipReason.PROTECTED))
+        elif not job.since <= ref.timestamp <= job.until:
+            skipped.append((ref.msg_key, SkipReason.OUTSIDE_WINDOW))
+        elif ref.state is MessageState.RECALLED:
+            skipped.append((ref.msg_key, SkipReason.ALREADY_RECALLED))
+        elif ref.state is MessageState.HOLE:
+            skipped.append((ref.msg_key, SkipReason.HOLE))
+        elif not recall_rules:
+            skipped.append((ref.msg_key, SkipReason.FLAG_ONLY))
+        elif recall_rules <= held:
+            skipped.append((ref.msg_key, SkipReason.BREAKER))
+        else:
+            to_recall.append(ref)
+    return Plan(tuple(to_recall), tuple(skipped), len(to_recall) > policy.max_recalls)
+
+
+def rule_counts(matched: Iterable[Matched]) -> dict[str, int]:
+    """How many messages each rule matched."""
+    counts: Counter[str] = Counter()
+    for item in matched:
+        for rule_id in {match.rule_id for match in item.matches}:
+            counts[rule_id] += 1
+    return dict(counts)
+
+
+def breaker_trips(
+    counts: dict[str, int], scanned: int, baselines: dict[str, tuple[int, int, int]], policy: BreakerPolicy
+) -> dict[str, str]:
+    """Rules whose match rate in this job is ``factor`` times their baseline rate, with why. Pure.
+
+    ``baselines`` maps a rule to (matches, messages scanned, jobs) over the lookback period.
+    """
+    trips = {}
+    rate = 0.0
+    for rule_id, count in counts.items():
+        if count < policy.min_matches or scanned <= 0:
+            continue
+        matches, base_scanned, jobs = baselines.get(rule_id, (0, 0, 0))
+        if jobs < policy.min_jobs:
+            continue
+        base_rate = max(matches / base_scanned if base_scanned else 0.0, policy.floor_rate)
+        rate = count / scanned
+        if rate > policy.factor * base_rate:
+            trips[rule_id] = (
+                f"matched {count} of {scanned} messages ({rate:.1%}), over {policy.factor:g}x its "
+                f"baseline of {base_rate:.2%} across {jobs} jobs"
+            )
+    return trips
+
+
+class CountingCaller:
+    """Wraps the shared client to count one job's API calls by command."""
+
+    def __init__(self, inner: ApiCaller) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+
+    async def call(self, path: str, body: Any) -> JsonObject:
+        self.calls[path.rsplit("/", 1)[-1]] += 1
+        return await self.inner.call(path, body)
+
+
+@dataclass(slots=True)
+class JobReport:
+    """Everything the job did, for its result record."""
+
+    matched: list[Matched]
+    plan: Plan
+    history: HistoryStats
+    recalls: list[RecallResult]
+    api_calls: dict[str, int]
+    ruleset: str
+    plans: dict[str, int] = field(default_factory=dict)
+    unverified: list[str] = field(default_factory=list)
+    breakers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed_recalls(self) -> list[RecallResult]:
+        return [r for r in self.recalls if r.outcome is RecallOutcome.FAILED]
+
+
+def history_of(
+    job: Job, client: ApiCaller, stats: HistoryStats, *, since: int | None = None, until: int | None = None
+) -> AsyncIterator[Message]:
+    """The job's history window (or a part of it), as its conversation type reads it."""
+    conversation = job.conversation
+    start, end = job.since if since is None else since, job.until if until is None else until
+    if isinstance(conversation, C2CConversation):
+        return iter_c2c_history(
+            client,
+            operator=conversation.operator,
+            peer=conversation.peer,
+            since=start,
+            until=end,
+            stats=stats,
+        )
+    if isinstance(conversation, OfficialAccountConversation):
+        return iter_official_account_history(
+            client, account=conversation.account, since=start, until=end, stats=stats
+        )
+    raise ValueError(f"unsupported conversation type {conversation.type!r}")
+
+
+async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: HistoryStats) -> list[Matched]:
+    """Walk the window through the rules; return the matched messages (and only those are kept).
+
+    Messages are handed to the rules a page at a time: the engine normalizes and searches a whole batch in
+    one pass, which costs much less than message by message.
+    """
+    scanner = ruleset.scanner()
+    matched: dict[str, Matched] = {}
+    seen: dict[str, MessageRef] = {}
+    kept: dict[str, tuple[tuple[JsonObject, ...], str]] = {}  # bodies window rules may name after the walk
+    window_rules = bool(getattr(ruleset, "has_window_rules", True))
+    page: list[Message] = []
+
+    def add(match: Any) -> None:
+        entry = matched.get(match.msg_key)
+        if entry is None:
+            ref = seen.get(match.msg_key)
+            if ref is None:
+                return  # a window rule named a message this walk never saw
+            body, ccd = kept.get(match.msg_key, ((), ""))
+            entry = matched[match.msg_key] = Matched(ref, body=body, cloud_custom_data=ccd)
+        entry.matches.append(match)
+
+    def feed() -> None:
+        by_key = {m.msg_key: m for m in page}
+        for match in scanner.feed_many(page):
+            message = by_key.get(match.msg_key)
+            if message is not None and match.msg_key not in kept:
+                kept[match.msg_key] = (tuple(dict(e) for e in message.body), message.cloud_custom_data)
+            add(match)
+        page.clear()
+
+    async for message in history_of(job, client, stats):
+        seen[message.msg_key] = MessageRef.of(message)
+        if window_rules and message.from_account == job.suspect:
+            kept[message.msg_key] = (tuple(dict(e) for e in message.body), message.cloud_custom_data)
+        page.append(message)
+        if len(page) >= SCAN_PAGE:
+            feed()
+    feed()
+    for match in scanner.finish():
+        add(match)
+    return list(matched.values())
+
+
+async def recall(job: Job, client: ApiCaller, targets: Iterable[MessageRef]) -> list[RecallResult]:
+    """Recall ``targets`` with the conversation's recall API."""
+    conversation = job.conversation
+    targets = list(targets)
+    if not targets:
+        return []
+    if isinstance(conversation, OfficialAccountConversation):
+        reason = f"moderation job {job.job_id}"
+        return await recall_official_account(
+            client, account=conversation.account, msg_keys=[t.msg_key for t in targets], reason=reason
+        )
+    results = []
+    for target in targets:
+        receiver = target.receiver or ""
+        results.append(
+            await recall_c2c(client, sender=target.sender, receiver=receiver, msg_key=target.msg_key)
+        )
+    return results
+
+
+async def verify(job: Job, client: ApiCaller, recalled: list[MessageRef]) -> list[str]:
+    """Read the history around ``recalled`` again; return the keys that do not show as recalled."""
+    if not recalled:
+        return []
+    pending = {ref.msg_key for ref in recalled}
+    since, until = min(r.timestamp for r in recalled), max(r.timestamp for r in recalled)
+    async for message in history_of(job, client, HistoryStats(), since=since, until=until):
+        if message.msg_key in pending and message.state is MessageState.RECALLED:
+            pending.discard(message.msg_key)
+    return sorted(pending)
+
+
+class Run:
+    """One attempt of one job against the ledger."""
+
+    def __init__(self, job: Job, client: ApiCaller, ledger: Ledger, policy: Policy) -> None:
+        self.job = job
+        self.client = CountingCaller(client)
+        self.ledger = ledger
+        self.policy = policy
+        self.stats = HistoryStats()
+
+    async def _ledger(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    async def scan_and_plan(
+        self, job_pk: int, ruleset: RuleSetLike
+    ) -> tuple[list[Matched], Plan, dict[str, int], dict[str, str]]:
+        matched = await scan(self.job, self.client, ruleset, self.stats)
+        # Evidence of every matched message is committed here, before any recall can be attempted.
+        ids = await self._ledger(
+            self.ledger.record_scan, job_pk, self.job, [m.ledger_record() for m in matched]
+        )
+        counts = rule_counts(m for m in matched if m.ref.sender == self.job.suspect)
+        breaker = self.policy.breaker
+        since = now() - timedelta(seconds=breaker.lookback_s)
+        baselines = await self._ledger(self.ledger.rule_baselines, counts, since, exclude_job=job_pk)
+        trips = breaker_trips(counts, self.stats.messages, baselines, breaker)
+        for rule_id, why in trips.items():
+            await self._ledger(self.ledger.trip_breaker, rule_id, for_s=breaker.cooldown_s, reason=why)
+        await self._ledger(self.ledger.record_rule_stats, job_pk, counts, self.stats.messages)
+        open_breakers = await self._ledger(self.ledger.open_breakers)
+        return matched, plan_recalls(self.job, matched, self.policy, open_breakers), ids, trips
+
+    async def recall_claimed(
+        self, job_pk: int, refs: list[MessageRef], ids: dict[str, int]
+    ) -> tuple[list[RecallResult], list[tuple[str, SkipReason]], list[str]]:
+        """Recall what the ledger lets this job recall; record each outcome; verify."""
+        claim = await self._ledger(
+            self.ledger.claim_recalls,
+            job_pk,
+            {r.msg_key: ids[r.msg_key] for r in refs},
+            lease_s=self.policy.claim_lease_s,
+        )
+        skipped = [(key, SkipReason(reason)) for key, reason in claim.skipped.items()]
+        targets = [ref for ref in refs if ref.msg_key in set(claim.to_call)]
+        results = await recall(self.job, self.client, targets)
+        for result in results:
+            await self._ledger(
+                self.ledger.record_recall,
+                ids[result.msg_key],
+                state=result.outcome.value,
+                code=result.code,
+                info=result.info,
+            )
+        unverified: list[str] = []
+        if self.policy.verify:
+            done = {r.msg_key for r in results if r.outcome.is_done}
+            checked = [ref for ref in targets if ref.msg_key in done]
+            unverified = await verify(self.job, self.client, checked)
+            await self._ledger(
+                self.ledger.record_verification,
+                {ids[ref.msg_key]: ref.msg_key not in unverified for ref in checked},
+            )
+        return results, skipped, unverified
+
+
+async def run_job(
+    job: Job, client: ApiCaller, ruleset: RuleSetLike, *, ledger: Ledger, policy: Policy, job_pk: int
+) -> JobReport:
+    """Run ``job`` (already started in the ledger as ``job_pk``)."""
+    run = Run(job, client, ledger, policy)
+    if job.apply_plan is not None:
+        return await apply_plan(run, job_pk, job.apply_plan, ruleset.name)
+    matched, plan, ids, trips = await run.scan_and_plan(job_pk, ruleset)
+    gone = [ids[key] for key, reason in plan.skipped if reason is SkipReason.ALREADY_RECALLED and key in ids]
+    await run._ledger(ledger.settle_already_recalled, gone)
+    plans: dict[str, int] = {}
+    recalls: list[RecallResult] = []
+    unverified: list[str] = []
+    skipped = list(plan.skipped)
+    if job.dry_run or plan.over_cap:
+        reason = "dry_run" if job.dry_run else "over_cap"
+        keys = [ref.msg_key for ref in plan.to_recall] + [
+            k for group in plan.review().values() for k in group
+        ]
+        if keys:
+            plans[reason] = await run._ledger(ledger.create_plan, job_pk, reason, [ids[k] for k in keys])
+    else:
+        for reason, keys in plan.review().items():
+            plans[reason.value] = await run._ledger(
+                ledger.create_plan, job_pk, reason.value, [ids[k] for k in keys]
+            )
+        recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, list(plan.to_recall), ids)
+        skipped += ledger_skipped
+    final_plan = Plan(plan.to_recall, tuple(skipped), plan.over_cap)
+    return JobReport(
+        matched,
+        final_plan,
+        run.stats,
+        recalls,
+        dict(run.client.calls),
+        ruleset.name,
+        plans,
+        unverified,
+        trips,
+    )
+
+
+async def apply_plan(run: Run, job_pk: int, plan_id: int, ruleset_name: str) -> JobReport:
+    """Recall exactly the messages of an approved plan that are still there and not yet recalled."""
+    job, ledger = run.job, run.ledger
+    ids = await run._ledger(ledger.plan_message_keys, plan_id)
+    refs: dict[str, MessageRef] = {}
+    async for message in history_of(job, run.client, run.stats):
+        if message.msg_key in ids:
+            refs[message.msg_key] = MessageRef.of(message)
+    to_recall: list[MessageRef] = []
+    skipped: list[tuple[str, SkipReason]] = []
+    for key in sorted(ids):
+        ref = refs.get(key)
+        if ref is None:
+            skipped.append((key, SkipReason.NOT_IN_WINDOW_NOW))
+        elif ref.sender != job.suspect:
+            skipped.append((key, SkipReason.NOT_SUSPECT))
+        elif ref.sender in run.policy.protected:
+            skipped.append((key, SkipReason.PROTECTED))
+        elif ref.state is MessageState.RECALLED:
+            skipped.append((key, SkipReason.ALREADY_RECALLED))
+        elif ref.state is MessageState.HOLE:
+            skipped.append((key, SkipReason.HOLE))
+        else:
+            to_recall.append(ref)
+    recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, to_recall, ids)
+    await run._ledger(ledger.mark_plan_applied, plan_id)
+    plan = Plan(tuple(to_recall), tuple(skipped + ledger_skipped), over_cap=False)
+    return JobReport(
+        [], plan, run.stats, recalls, dict(run.client.calls), ruleset_name, unverified=unverified
+    )

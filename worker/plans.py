@@ -1,0 +1,48 @@
+"""Moderators' decisions on stored recall plans: approving queues an apply job, rejecting records why."""
+
+from __future__ import annotations
+
+from worker.jobs import Job
+from worker.ledger.store import Ledger, PlanView
+from worker.queues import Queues
+
+
+def apply_job_for(plan: PlanView) -> Job:
+    """The job that recalls exactly ``plan``'s messages (re-checked against the history first)."""
+    job = plan.job
+    return Job.model_validate(
+        {
+            "version": 1,
+            "job_id": plan.apply_job_id or f"plan-{plan.id}-apply",
+            "conversation": job["conversation"],
+            "suspect": job["suspect"],
+            "window": job["window"],
+            "report": job["report"],
+            "ruleset": job["ruleset"],
+            "mode": "recall",
+            "apply_plan": plan.id,
+        }
+    )
+
+
+def approve(ledger: Ledger, queues: Queues, plan_id: int, *, by: str, note: str | None = None) -> Job:
+    """Approve a pending plan and queue its apply job."""
+    plan = ledger.decide_plan(plan_id, approve=True, by=by, note=note)
+    job = apply_job_for(plan)
+    queues.submit([job])
+    return job
+
+
+def requeue(ledger: Ledger, queues: Queues, plan_id: int) -> Job:
+    """Queue the apply job of an approved plan again (it recalls nothing twice)."""
+    plan = ledger.plan(plan_id)
+    if plan.status not in ("approved", "applied"):
+        raise ValueError(f"plan {plan_id} is {plan.status}; only an approved plan has an apply job")
+    job = apply_job_for(plan)
+    queues.submit([job])
+    return job
+
+
+def reject(ledger: Ledger, plan_id: int, *, by: str, note: str | None = None) -> PlanView:
+    """Reject a pending plan: nothing of it will be recalled."""
+    return ledger.decide_plan(plan_id, approve=False, by=by, note=note)

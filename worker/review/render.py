@@ -1,0 +1,198 @@
+"""HTML of the review page. Pure functions; every piece of message text is escaped before it is shown."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from worker.ledger.store import PlanItem, PlanView
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
+header{background:#1d2330;color:#fff;padding:12px 24px}header a{color:#fff;text-decoration:none}
+main{padding:16px 24px;max-width:1100px}table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border-bottom:1px solid #e3e6eb;padding:8px;text-align:left;vertical-align:top}
+.msg{background:#fff;border:1px solid #e3e6eb;border-radius:6px;padding:12px;margin:12px 0}
+.path{color:#6a7385;font:12px ui-monospace,monospace}mark{background:#ffd54a;padding:0 2px}
+.badge{display:inline-block;border-radius:10px;padding:1px 8px;font-size:12px;background:#e8ebf0}
+.pending{background:#fff1c2}.approved,.applied{background:#d6f5dd}.rejected{background:#f8d7da}
+form.decide{display:inline-block;margin-right:16px}
+button{padding:6px 14px;border-radius:4px;border:0;cursor:pointer}
+button.approve{background:#1f8f4e;color:#fff}button.reject{background:#b3261e;color:#fff}
+input[type=text],input[type=password]{padding:5px;border:1px solid #c5cad3;border-radius:4px}
+.flash{background:#d6f5dd;padding:8px 12px;border-radius:4px}.error{background:#f8d7da;padding:8px 12px}
+"""
+
+REASONS = {
+    "dry_run": "dry run (preview)",
+    "over_cap": "escalated: over the recall cap",
+    "flag_rule_only": "flagged for review by a rule",
+    "rule_breaker_tripped": "held: rule's match rate spiked",
+}
+
+
+def e(value: object) -> str:
+    """Escape for HTML text and attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def page(title: str, body: str) -> str:
+    """A whole page."""
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
+        f"<meta name=viewport content='width=device-width'><style>{STYLE}</style></head><body>"
+        f"<header><a href='/'>recall-worker review</a></header><main>{body}</main></body></html>"
+    )
+
+
+def login_page(error: str = "") -> str:
+    message = f"<p class=error>{e(error)}</p>" if error else ""
+    return page(
+        "Sign in",
+        f"<h1>Sign in</h1>{message}<form method=post action='/login'>"
+        "<label>Review token <input type=password name=token id=token autofocus></label> "
+        "<button type=submit id=sign-in>Sign in</button></form>",
+    )
+
+
+def _when(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def plans_page(plans: Iterable[PlanView], flash: str = "") -> str:
+    rows = []
+    for plan in plans:
+        report = plan.job.get("report", {})
+        rows.append(
+            f"<tr><td><a href='/plans/{plan.id}' class=plan-link>plan {plan.id}</a></td>"
+            f"<td><span class='badge {e(plan.status)}'>{e(plan.status)}</span></td>"
+            f"<td>{e(REASONS.get(plan.reason, plan.reason))}</td><td>{e(plan.job_id)}</td>"
+            f"<td>{e(plan.job['suspect'])}</td>"
+            f"<td>{e(report.get('reporter', '-'))}: {e(report.get('reason', '-'))}</td>"
+            f"<td>{e(plan.created_at.strftime('%Y-%m-%d %H:%M'))}</td></tr>"
+        )
+    table = (
+        "<table id=plans><tr><th>plan</th><th>status</th><th>why</th><th>job</th><th>suspect</th>"
+        "<th>report</th>"
+        "<th>created</th></tr>" + "".join(rows) + "</table>"
+        if rows
+        else "<p id=no-plans>Nothing waits for review.</p>"
+    )
+    notice = f"<p class=flash>{e(flash)}</p>" if flash else ""
+    return page("Plans", f"<h1>Plans awaiting review</h1>{notice}{table}")
+
+
+def _content_fields(content: dict[str, Any], base: str, kind: str) -> Iterator[tuple[str, str, str]]:
+    for name, value in content.items():
+        if isinstance(value, str) and value:
+            yield f"{base}.{name}", kind, value
+        elif name == "AbstractList" and isinstance(value, list):
+            yield from (
+                (f"{base}.AbstractList[{n}]", kind, v) for n, v in enumerate(value) if isinstance(v, str)
+            )
+        elif name == "ImageInfoArray" and isinstance(value, list):
+            for n, info in enumerate(value):
+                if isinstance(info, dict) and isinstance(info.get("URL"), str):
+                    yield f"{base}.ImageInfoArray[{n}].URL", kind, info["URL"]
+        elif name == "MsgList" and isinstance(value, list):
+            for n, inner in enumerate(value):
+                if isinstance(inner, dict):
+                    yield from text_fields(inner.get("MsgBody"), f"{base}.MsgList[{n}].MsgBody")
+
+
+def text_fields(body: Any, prefix: str = "MsgBody") -> Iterator[tuple[str, str, str]]:
+    """(element path, element type, text) of every text-bearing field, nested forwarded messages included."""
+    if not isinstance(body, list):
+        return
+    for index, element in enumerate(body):
+        content = element.get("MsgContent") if isinstance(element, dict) else None
+        if isinstance(content, dict):
+            yield from _content_fields(
+                content, f"{prefix}[{index}].MsgContent", str(element.get("MsgType", ""))
+            )
+
+
+def highlight(text: str, spans: Iterable[str]) -> str:
+    """``text`` escaped, with every occurrence of each span wrapped in ``<mark>``."""
+    marks: list[tuple[int, int]] = []
+    for span in {s for s in spans if s}:
+        start = text.find(span)
+        while start != -1:
+            marks.append((start, start + len(span)))
+            start = text.find(span, start + len(span))
+    out, position = [], 0
+    for start, end in sorted(marks):
+        if start < position:
+            continue
+        out.append(e(text[position:start]) + "<mark>" + e(text[start:end]) + "</mark>")
+        position = end
+    return "".join(out) + e(text[position:])
+
+
+def _item(item: PlanItem) -> str:
+    spans: dict[str, list[str]] = {}
+    for match in item.matches:
+        spans.setdefault(match["element_path"], []).append(match["evidence"])
+    fields = []
+    for path, kind, value in text_fields(item.body):
+        fields.append(
+            f"<div><span class=path>{e(path)} ({e(kind)})</span><br>"
+            f"{highlight(value, spans.get(path, []))}</div>"
+        )
+    if item.cloud_custom_data:
+        fields.append(
+            f"<div><span class=path>CloudCustomData</span><br>"
+            f"{highlight(item.cloud_custom_data, spans.get('CloudCustomData', []))}</div>"
+        )
+    if item.body is None:
+        fields.append("<div><em>evidence purged (retention period passed); hash kept</em></div>")
+    rules = "".join(
+        f"<li><b>{e(m['rule_id'])}</b> ({e(m['rule_type'])}, {e(m['action'])}) at "
+        f"<span class=path>{e(m['element_path'])}</span>: <mark>{e(m['evidence'])}</mark></li>"
+        for m in item.matches
+    )
+    state = f" <span class=badge>{e(item.recall_state)}</span>" if item.recall_state else ""
+    return (
+        f"<div class=msg data-msg-key='{e(item.msg_key)}'><b>{e(item.sender)}</b> at {_when(item.time)} "
+        f"<span class=path>{e(item.msg_key)}</span>{state}{''.join(fields)}<ul>{rules}</ul>"
+        f"<div class=path>content sha256 {e(item.content_hash)}</div></div>"
+    )
+
+
+def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
+    job = plan.job
+    report = job.get("report", {})
+    notice = f"<p class=flash id=flash>{e(flash)}</p>" if flash else ""
+    decided = ""
+    if plan.status != "pending":
+        decided = (
+            f"<p id=decision>{e(plan.status)} by {e(plan.decided_by)}"
+            + (f" - {e(plan.note)}" if plan.note else "")
+            + (f"; apply job {e(plan.apply_job_id)}" if plan.apply_job_id else "")
+            + "</p>"
+        )
+    forms = ""
+    if plan.status == "pending":
+        forms = "".join(
+            f"<form class=decide method=post action='/plans/{plan.id}/{action}'>"
+            f"<input type=hidden name=csrf value='{e(csrf)}'>"
+            f"<input type=text name=by placeholder='your name' required id='{action}-by'> "
+            f"<input type=text name=note placeholder='note (optional)'> "
+            f"<button type=submit class={action} id={action}>{label}</button></form>"
+            for action, label in (
+                ("approve", f"Approve: recall {len(plan.items)} message(s)"),
+                ("reject", "Reject"),
+            )
+        )
+    return page(
+        f"Plan {plan.id}",
+        f"<h1>Plan {plan.id} <span class='badge {e(plan.status)}' id=status>{e(plan.status)}</span></h1>"
+        f"{notice}"
+        f"<p>{e(REASONS.get(plan.reason, plan.reason))}. Job <b>{e(plan.job_id)}</b>: suspect "
+        f"<b>{e(job['suspect'])}</b> in {e(job['conversation'])}, window {_when(job['window']['since'])} to "
+        f"{_when(job['window']['until'])}; reported by {e(report.get('reporter', '-'))} for "
+        f"{e(report.get('reason', '-'))}; rule set {e(job['ruleset'])}.</p>{decided}{forms}"
+        f"<h2>{len(plan.items)} message(s)</h2>{''.join(_item(i) for i in plan.items)}",
+    )

@@ -1,0 +1,155 @@
+"""``recall-worker scan``: one window of one conversation, scanned now, without a queue.
+
+A dry run unless ``--recall``; the progress bar shows how far back through the window the pages reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from worker.config import Settings
+from worker.consumer import make_client, policy_of
+from worker.jobs import InvalidJob, Job
+from worker.ledger import open_ledger
+from worker.pipeline import run_job
+from worker.results import JobResult, MatchRecord, result_of
+from worker.rulebook import Rulebook
+from worker.tim.history import ApiCaller
+from worker.tim.models import JsonObject
+
+BAR_WIDTH = 30
+
+
+class ProgressCaller:
+    """Passes calls through and redraws a progress bar from the history replies' timestamps."""
+
+    def __init__(self, inner: ApiCaller, since: int, until: int, out: Any = sys.stderr) -> None:
+        self.inner = inner
+        self.since = since
+        self.until = until
+        self.out = out
+        self.pages = 0
+        self.reached = until
+
+    async def call(self, path: str, body: Any) -> JsonObject:
+        reply = await self.inner.call(path, body)
+        items = reply.get("MsgList") or reply.get("RspMsgList")
+        if isinstance(items, list):
+            self.pages += 1
+            stamps: list[int] = []
+            for item in items:
+                stamp = item.get("MsgTimeStamp") if isinstance(item, dict) else None
+                if isinstance(stamp, int) and stamp > 0:
+                    stamps.append(stamp)
+            if stamps:
+                self.reached = max(self.since, min(self.reached, *stamps))
+            self.draw(done=reply.get("Complete") == 1 or reply.get("IsFinished") in (1, 2))
+        return reply
+
+    def draw(self, *, done: bool = False) -> None:
+        """Redraw the bar (on one line)."""
+        span = max(1, self.until - self.since)
+        fraction = 1.0 if done else (self.until - self.reached) / span
+        filled = round(BAR_WIDTH * fraction)
+        self.out.write(
+            f"\rscanning [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%}  pages {self.pages}"
+        )
+        if done:
+            self.out.write("\n")
+        self.out.flush()
+
+
+def job_from_args(args: argparse.Namespace) -> Job:
+    """The job a ``scan`` command line describes."""
+    until = args.until or int(time.time())
+    since = args.since if args.since is not None else until - args.lookback
+    if args.c2c:
+        operator, peer = args.c2c
+        conversation: dict[str, str] = {"type": "c2c", "operator": operator, "peer": peer}
+        suspect = args.suspect or peer
+    else:
+        conversation = {"type": "official_account", "account": args.official_account}
+        suspect = args.official_account
+    return Job.model_validate(
+        {
+            "version": 1,
+            "job_id": args.job_id or f"scan-{int(time.time())}",
+            "conversation": conversation,
+            "suspect": suspect,
+            "window": {"since": since, "until": until},
+            "ruleset": args.ruleset,
+            "mode": "recall" if args.recall else "dry_run",
+        }
+    )
+
+
+def summary_lines(result: JobResult) -> list[str]:
+    """A readable account of a result: one line per matched message, saying what happened to it and why."""
+    lines = [
+        f"job {result.job_id}: {result.status} - scanned {result.messages_scanned} messages in "
+        f"{result.pages_fetched} pages, {len({m.msg_key for m in result.matches})} matched"
+    ]
+    by_key: dict[str, list[MatchRecord]] = {}
+    for match in result.matches:
+        by_key.setdefault(match.msg_key, []).append(match)
+    reasons = {s.msg_key: s.reason for s in result.skipped}
+    failures = {f.msg_key: f for f in result.failed}
+    for key, matches in sorted(by_key.items(), key=lambda item: item[1][0].time):
+        first = min(matches, key=lambda m: m.rule_id)
+        rules = ", ".join(sorted({m.rule_id for m in matches}))
+        what = f"{first.sender}'s {key}: {rules} at {first.element_path} - {first.evidence!r}"
+        if key in result.recalled:
+            lines.append(f"  recalled     {what}")
+        elif key in result.planned:
+            lines.append(f"  would recall {what}" if result.status == "dry_run" else f"  for review   {what}")
+        elif key in failures:
+            lines.append(f"  FAILED       {what} (service said {failures[key].code} {failures[key].info})")
+        elif key in reasons:
+            lines.append(f"  left         {what} ({reasons[key].replace('_', ' ')})")
+        elif key in result.already_recalled:
+            lines.append(f"  already gone {what}")
+    unmatched = result.messages_scanned - len(by_key)
+    if unmatched > 0:
+        lines.append(f"  kept         {unmatched} other messages: no rule matched")
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    return lines
+
+
+async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the scan; print a summary on stderr and the result record on stdout."""
+    try:
+        job = job_from_args(args)
+    except (InvalidJob, ValueError) as exc:
+        print(f"recall-worker scan: {exc}", file=sys.stderr)
+        return 2
+    rulebook = Rulebook(settings.rules_path)
+    ruleset = rulebook.ruleset(job.ruleset)
+    ledger = open_ledger(settings.database_url)
+    started = time.perf_counter()
+    try:
+        job_pk = ledger.start_job(job, ruleset_version=rulebook.version)
+        async with make_client(settings) as client:
+            progress = ProgressCaller(client, job.since, job.until)
+            report = await run_job(
+                job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=job_pk
+            )
+        result = result_of(job, report, attempts=1, duration_s=time.perf_counter() - started)
+        ledger.finish_job(
+            job_pk,
+            status=result.status,
+            error=result.error,
+            scanned=result.messages_scanned,
+            pages=result.pages_fetched,
+        )
+    finally:
+        ledger.dispose()
+    for line in summary_lines(result):
+        print(line, file=sys.stderr)
+    sys.stdout.write(orjson.dumps(result.model_dump(mode="json")).decode() + "\n")
+    return 0 if result.status in ("done", "dry_run") else 1

@@ -1,0 +1,138 @@
+"""Client-side rate limiting: keep every command under the service's calls-per-second limit.
+
+Call starts are spaced at least ``window_s / rate`` apart, so no ``window_s`` window ever holds more than
+``rate`` starts. Spacing, rather than a bucket that lets ``rate`` calls go at once, matters: a burst
+released together queues up at the service, whose arrival times then spread into its next second and
+overrun the limit there. The window is a little longer than one second so that jitter between starting a
+call here and its arrival cannot push ``rate + 1`` calls into one of the service's seconds, whether it
+counts fixed or sliding seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+DEFAULT_RATE = 200
+DEFAULT_WINDOW_S = 1.05
+
+
+class RateLimiter:
+    """At most ``rate`` starts in any ``window_s`` seconds, evenly spaced; waiters are served in order."""
+
+    def __init__(
+        self,
+        rate: int = DEFAULT_RATE,
+        window_s: float = DEFAULT_WINDOW_S,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate < 1:
+            raise ValueError("rate must be at least 1 call per window")
+        self.rate = rate
+        self.window_s = window_s
+        self.spacing_s = window_s / rate
+        self._clock = clock
+        self._next_start = float("-inf")
+        self._lock = asyncio.Lock()
+
+    def delay(self) -> float:
+        """Seconds until one more call may start (0 when one may start now). Pure; takes no slot."""
+        return max(0.0, self._next_start - self._clock())
+
+    async def acquire(self) -> float:
+        """Wait for a slot and take it. Returns the seconds spent waiting."""
+        waited = 0.0
+        async with self._lock:
+            while (wait := self.delay()) > 0:
+                await asyncio.sleep(wait)
+                waited += wait
+            # From the actual start, not the scheduled one: a late start must not earn a catch-up burst.
+            self._next_start = self._clock() + self.spacing_s
+        return waited
+
+
+class Limiter(Protocol):
+    """Anything that can hand out call starts."""
+
+    async def acquire(self) -> float: ...
+
+
+class CommandLimiters:
+    """One limiter per command, created on first use: in-process, or shared through Redis.
+
+    With ``redis`` (a ``redis.asyncio`` client) every replica using the same ``namespace`` shares each
+    command's limit, which is what the service enforces: per app, not per process.
+    """
+
+    def __init__(
+        self,
+        rate: int = DEFAULT_RATE,
+        window_s: float = DEFAULT_WINDOW_S,
+        *,
+        redis: Any = None,
+        namespace: str = "recall",
+    ) -> None:
+        self.rate = rate
+        self.window_s = window_s
+        self._redis = redis
+        self._namespace = namespace
+        self._by_command: dict[str, Limiter] = {}
+
+    def for_command(self, command: str) -> Limiter:
+        """Return the limiter of ``command``."""
+        limiter = self._by_command.get(command)
+        if limiter is None:
+            if self._redis is not None:
+                key = f"{self._namespace}:ratelimit:{command}"
+                limiter = RedisRateLimiter(self._redis, key, self.rate, self.window_s)
+            else:
+                limiter = RateLimiter(self.rate, self.window_s)
+            self._by_command[command] = limiter
+        return limiter
+
+
+# Take a command's start slot if it is free now, shared by every replica. Redis's clock decides (replicas'
+# clocks may disagree), and the next slot is stamped from the actual start, never reserved ahead: a caller
+# that wakes late must not earn a catch-up burst. Returns 0 when taken, else the microseconds to wait.
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local spacing = tonumber(ARGV[1])
+local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now >= free_at then
+    redis.call('SET', KEYS[1], now + spacing, 'PX', math.ceil(spacing / 1000) + 60000)
+    return 0
+end
+return free_at - now
+"""
+
+
+class RedisRateLimiter:
+    """The same evenly spaced starts as :class:`RateLimiter`, shared by every process using ``key``.
+
+    Within a process waiters queue on a lock, so only one of them at a time asks Redis for the slot.
+    """
+
+    def __init__(
+        self, redis: Any, key: str, rate: int = DEFAULT_RATE, window_s: float = DEFAULT_WINDOW_S
+    ) -> None:
+        if rate < 1:
+            raise ValueError("rate must be at least 1 call per window")
+        self.rate = rate
+        self.window_s = window_s
+        self.spacing_us = max(1, round(window_s / rate * 1_000_000))
+        self.key = key
+        self._script = redis.register_script(_TAKE)
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> float:
+        """Wait for a free slot and take it. Returns the seconds spent waiting."""
+        waited = 0.0
+        async with self._lock:
+            while (wait_us := int(await self._script(keys=[self.key], args=[self.spacing_us]))) > 0:
+                await asyncio.sleep(wait_us / 1_000_000)
+                waited += wait_us / 1_000_000
+        return waited

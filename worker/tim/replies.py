@@ -1,0 +1,128 @@
+"""Pure parsing of history replies into typed pages of normalized messages.
+
+Each function checks the fields the worker relies on and raises :class:`TimProtocolError` naming the first
+field that is missing or mistyped, so a malformed reply fails the job with a clear reason instead of
+crashing the process or being read wrongly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker.tim.errors import TimProtocolError
+from worker.tim.models import FLAG_RECALLED, ConversationKind, JsonObject, Message, MessageState
+
+ROAM_COMMAND = "admin_getroammsg"
+OA_HISTORY_COMMAND = "official_account_msg_get_simple"
+
+
+def _field(  # noqa: PLR0917 - called for dozens of fields; keywords would bury the names
+    obj: Mapping[str, Any], name: str, kind: type, command: str, where: str, default: Any = None
+) -> Any:
+    value = obj.get(name, default)
+    # bool is an int subclass; a JSON true is never a valid count or time here.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        shown = "missing" if name not in obj else f"a {type(value).__name__}"
+        raise TimProtocolError(command, f"{where}{name} is {shown}, expected {kind.__name__}")
+    return value
+
+
+def _body(item: Mapping[str, Any], command: str, where: str) -> tuple[JsonObject, ...]:
+    body = item.get("MsgBody", [])
+    if body is None:
+        return ()
+    if not isinstance(body, list) or not all(isinstance(element, dict) for element in body):
+        raise TimProtocolError(command, f"{where}MsgBody is not a list of objects")
+    return tuple(body)
+
+
+@dataclass(frozen=True, slots=True)
+class RoamPage:
+    """One page of ``admin_getroammsg``."""
+
+    complete: bool
+    last_msg_time: int
+    last_msg_key: str
+    messages: tuple[Message, ...]
+
+
+def parse_roam_page(reply: Mapping[str, Any]) -> RoamPage:
+    """Parse an ``admin_getroammsg`` reply."""
+    cmd = ROAM_COMMAND
+    complete = _field(reply, "Complete", int, cmd, "")
+    if complete not in (0, 1):
+        raise TimProtocolError(cmd, f"Complete is {complete}, expected 0 or 1")
+    items = _field(reply, "MsgList", list, cmd, "", default=[])
+    messages = tuple(_roam_message(item, i) for i, item in enumerate(items))
+    last_time = _field(reply, "LastMsgTime", int, cmd, "", default=0)
+    last_key = _field(reply, "LastMsgKey", str, cmd, "", default="")
+    return RoamPage(complete == 1, last_time, last_key, messages)
+
+
+def _roam_message(item: Any, index: int) -> Message:
+    cmd, where = ROAM_COMMAND, f"MsgList[{index}]."
+    if not isinstance(item, dict):
+        raise TimProtocolError(cmd, f"MsgList[{index}] is not an object")
+    flags = _field(item, "MsgFlagBits", int, cmd, where, default=0)
+    return Message(
+        kind=ConversationKind.C2C,
+        msg_key=_field(item, "MsgKey", str, cmd, where),
+        from_account=_field(item, "From_Account", str, cmd, where),
+        to_account=_field(item, "To_Account", str, cmd, where),
+        timestamp=_field(item, "MsgTimeStamp", int, cmd, where),
+        seq=_field(item, "MsgSeq", int, cmd, where, default=0),
+        random=_field(item, "MsgRandom", int, cmd, where, default=0),
+        state=MessageState.RECALLED if flags & FLAG_RECALLED else MessageState.NORMAL,
+        body=_body(item, cmd, where),
+        cloud_custom_data=_field(item, "CloudCustomData", str, cmd, where, default=""),
+        flag_bits=flags,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OfficialAccountPage:
+    """One page of ``official_account_msg_get_simple``."""
+
+    is_finished: int  # 0 more to pull, 1 all returned, 2 the rest has expired
+    last_msg_key: str
+    messages: tuple[Message, ...]
+
+
+_PLACE_STATES = {0: MessageState.NORMAL, 1: MessageState.HOLE, 2: MessageState.RECALLED}
+
+
+def parse_official_account_page(reply: Mapping[str, Any]) -> OfficialAccountPage:
+    """Parse an ``official_account_msg_get_simple`` reply."""
+    cmd = OA_HISTORY_COMMAND
+    finished = _field(reply, "IsFinished", int, cmd, "")
+    if finished not in (0, 1, 2):
+        raise TimProtocolError(cmd, f"IsFinished is {finished}, expected 0, 1 or 2")
+    items = _field(reply, "RspMsgList", list, cmd, "", default=[])
+    messages = tuple(_official_account_message(item, i) for i, item in enumerate(items))
+    last_key = reply.get("LastMsgKey")
+    if not isinstance(last_key, str) or not last_key:
+        # The key of the oldest message returned is where the next pull continues from.
+        last_key = min(messages, key=lambda m: m.seq).msg_key if messages else ""
+    return OfficialAccountPage(finished, last_key, messages)
+
+
+def _official_account_message(item: Any, index: int) -> Message:
+    cmd, where = OA_HISTORY_COMMAND, f"RspMsgList[{index}]."
+    if not isinstance(item, dict):
+        raise TimProtocolError(cmd, f"RspMsgList[{index}] is not an object")
+    place = _field(item, "IsPlaceMsg", int, cmd, where, default=0)
+    if place not in _PLACE_STATES:
+        raise TimProtocolError(cmd, f"{where}IsPlaceMsg is {place}, expected 0, 1 or 2")
+    return Message(
+        kind=ConversationKind.OFFICIAL_ACCOUNT,
+        msg_key=_field(item, "MsgKey", str, cmd, where),
+        from_account=_field(item, "From_Account", str, cmd, where, default=""),
+        timestamp=_field(item, "MsgTimeStamp", int, cmd, where, default=0),
+        seq=_field(item, "MsgSeq", int, cmd, where),
+        random=_field(item, "MsgRandom", int, cmd, where, default=0),
+        state=_PLACE_STATES[place],
+        body=_body(item, cmd, where),
+        cloud_custom_data=_field(item, "CloudCustomData", str, cmd, where, default=""),
+    )
