@@ -8,6 +8,7 @@ import sys
 import time
 
 from tests.bench import Row, format_table
+from worker.logs import configure_logging
 
 
 def main(names: list[str]) -> int:
@@ -15,6 +16,7 @@ def main(names: list[str]) -> int:
     modules = sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("bench_"))
     if names:
         modules = [m for m in modules if any(n in m for n in names)]
+    configure_logging("console", "warning")  # the worker's per-job lines would bury the table
     rows: list[Row] = []
     for name in modules:
         started = time.perf_counter()
