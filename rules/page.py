@@ -1,12 +1,13 @@
 """The fields and elements of a whole page of messages, as parallel lists: what scanning works on.
 
-:func:`walk_page` gives, for every message of a page, exactly the fields and elements :func:`rules.walk.walk`
-gives (same order, same paths; tested against it), but without an object per field. A field is its text,
-the index of its message (its *owner*) and a *spec*: a path prefix (``""`` at the top level) and a shared
-template (a :class:`TextField` without text, whose path is relative to the prefix), so that a plain text
-message costs a few list appends. The :class:`TextField` itself is built only when a rule reports a match in
-it. Text-bearing fields (what text rules look at by default) and the others (media URLs and identifiers) are
-kept apart, so that the common selection needs no filtering; :meth:`Page.all_fields` merges them back.
+:func:`walk_page` gives, for every message of a page, its fields and elements in walk order (each
+message's elements depth first, then its ``CloudCustomData``), without an object per field. A field is its
+text, the index of its message (its *owner*) and a *spec*: a path prefix (``""`` at the top level) and a
+shared template (a :class:`TextField` without text, whose path is relative to the prefix), so that a plain
+text message costs a few list appends. The :class:`TextField` itself is built only when a rule reports a
+match in it. Text-bearing fields (what text rules look at by default) and the others (media URLs and
+identifiers) are kept apart, so that the common selection needs no filtering; :meth:`Page.all_fields`
+merges them back. :func:`walk` gives one message's fields and elements as whole objects.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rules.walk import (
     TEXT_FIELDS,
     Element,
     TextField,
+    Walk,
     escaped_leaves,
 )
 from worker.tim.models import Message
@@ -68,7 +70,7 @@ def _abstract(j: int) -> TextField:
 
 
 def field_of(spec: Spec, text: str) -> TextField:
-    """The field at ``spec`` holding ``text``, as :func:`rules.walk.walk` gives it."""
+    """The field at ``spec`` holding ``text``, as :func:`walk` gives it."""
     prefix, t = spec
     return _tuple(TextField, (prefix + t.path, t.element_type, t.field, text, t.textual))
 
@@ -103,7 +105,7 @@ class Page:
         self.element_owners: list[int] = []
 
     def all_fields(self) -> tuple[list[str], list[int], list[Spec]]:
-        """``(texts, owners, specs)`` of every field, in the order of :func:`rules.walk.walk`."""
+        """``(texts, owners, specs)`` of every field, in walk order."""
         if not self.other_texts:
             return self.texts, self.owners, self.specs
         texts: list[str] = []
@@ -121,7 +123,7 @@ class Page:
         return texts + self.texts[start:], owners + self.owners[start:], specs + self.specs[start:]
 
     def element(self, index: int) -> Element:
-        """Element ``index`` as :func:`rules.walk.walk` gives it."""
+        """Element ``index`` as :func:`walk` gives it."""
         return Element._make(self.elements[index])
 
     def _add(self, n: int, spec: Spec, text: str, json: bool) -> None:
@@ -249,3 +251,10 @@ def walk_page(messages: Sequence[Message]) -> Page:
             page._add(n, _CCD, message.cloud_custom_data, True)
     starts.append(len(texts))
     return page
+
+
+def walk(message: Message) -> Walk:
+    """All string fields and elements of ``message``, each built whole (plugins and tests use it)."""
+    page = walk_page((message,))
+    texts, _, specs = page.all_fields()
+    return Walk(tuple(map(field_of, specs, texts)), tuple(map(page.element, range(len(page.elements)))))

@@ -15,7 +15,7 @@ from collections.abc import Collection, Hashable, Iterable, Sequence
 from typing import Protocol
 
 from rules import normalize
-from rules.page import Page, Spec, field_of, walk_page
+from rules.page import Page, Spec, field_of, walk, walk_page
 from rules.phrases import SEPARATOR_BYTES
 from rules.walk import Element, TextField
 from worker.tim.models import Message
@@ -49,8 +49,7 @@ class MessageView:
     ) -> None:
         self.message = message
         if fields is None or elements is None:
-            (view,) = _views((message,), walk_page((message,)))
-            fields, elements = view.fields, view.elements
+            fields, elements = walk(message)
         self.fields: tuple[TextField, ...] = tuple(fields)
         self.elements: tuple[Element, ...] = tuple(elements)
         self._types: frozenset[str] | None = None

@@ -1,4 +1,6 @@
-"""Walk a message's elements, naming each string field by its path in the API's own JSON.
+"""What the rules see of a message: its string fields, named by their path in the API's JSON; its elements.
+
+The walk itself is :func:`rules.page.walk` (one message) and :func:`rules.page.walk_page` (a page).
 
 Paths look like ``MsgBody[1].MsgContent.Text``; inside a forwarded message (``TIMRelayElem``) the walk goes
 on into ``MsgBody[0].MsgContent.MsgList[2].MsgBody[0].MsgContent.Text``. ``CloudCustomData`` (of the message
@@ -10,12 +12,10 @@ such escapes, its decoded strings are reported as well, as ``<path>#/json/pointe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final, NamedTuple, TypeGuard
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, NamedTuple
 
 import orjson
-
-from worker.tim.models import Message
 
 #: Pseudo element type of ``CloudCustomData``.
 CLOUD_CUSTOM_DATA: Final = "CloudCustomData"
@@ -45,9 +45,6 @@ OTHER_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
 #: Fields that may hold JSON worth decoding.
 JSON_FIELDS: Final = frozenset({"Data", "Desc", "Ext", CLOUD_CUSTOM_DATA})
 
-#: Every element type the walker knows; others are walked generically (all string fields count as text).
-KNOWN_ELEMENT_TYPES: Final = frozenset(TEXT_FIELDS)
-
 
 class TextField(NamedTuple):
     """One string field of a message."""
@@ -73,141 +70,6 @@ class Walk(NamedTuple):
 
     fields: tuple[TextField, ...]
     elements: tuple[Element, ...]
-
-
-# Building the tuples directly skips the generated __new__ (and its argument handling): this runs for every
-# field of every message.
-_tuple = tuple.__new__
-
-
-_CACHED = 16
-_TOP_PATHS = [(f"MsgBody[{i}]", f"MsgBody[{i}].MsgContent.Text") for i in range(_CACHED)]
-
-
-def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def walk(message: Message) -> Walk:
-    """All string fields and elements of ``message``."""
-    fields: list[TextField] = []
-    elements: list[Element] = []
-    _walk_body(message.body, "", 0, fields, elements)
-    if message.cloud_custom_data:
-        _add(
-            fields,
-            CLOUD_CUSTOM_DATA,
-            CLOUD_CUSTOM_DATA,
-            CLOUD_CUSTOM_DATA,
-            message.cloud_custom_data,
-            textual=True,
-        )
-    return _tuple(Walk, (tuple(fields), tuple(elements)))
-
-
-def _walk_body(
-    body: Sequence[Mapping[str, Any]],
-    prefix: str,
-    depth: int,
-    fields: list[TextField],
-    elements: list[Element],
-) -> None:
-    for i, element in enumerate(body):
-        if not _is_mapping(element):
-            continue
-        kind = element.get("MsgType")
-        content = element.get("MsgContent")
-        if type(kind) is not str or not _is_mapping(content):
-            continue
-        if not prefix and i < _CACHED:
-            path, text_path = _TOP_PATHS[i]
-        else:
-            path = f"{prefix}MsgBody[{i}]"
-            text_path = path + ".MsgContent.Text"
-        elements.append(_tuple(Element, (path, kind, content, depth)))
-        if kind == "TIMTextElem":  # by far the commonest: no loop, no lookups
-            text = content.get("Text")
-            if type(text) is str and text:
-                fields.append(_tuple(TextField, (text_path, kind, "Text", text, True)))
-            continue
-        _walk_content(content, path + ".MsgContent.", kind, depth, fields=fields, elements=elements)
-
-
-def _walk_content(
-    content: Mapping[str, Any],
-    base: str,
-    kind: str,
-    depth: int,
-    *,
-    fields: list[TextField],
-    elements: list[Element],
-) -> None:
-    known = TEXT_FIELDS.get(kind)
-    if known is None:
-        _walk_unknown(content, base, kind, fields)
-        return
-    for name in known:
-        value = content.get(name)
-        if type(value) is str and value:
-            _add(fields, base + name, kind, name, value, textual=True)
-    for name in OTHER_FIELDS.get(kind, ()):
-        value = content.get(name)
-        if type(value) is str and value:
-            _add(fields, base + name, kind, name, value, textual=False)
-    if kind == "TIMImageElem":
-        _walk_images(content, base, fields)
-    elif kind == "TIMRelayElem":
-        _walk_relay(content, base, depth, fields, elements)
-
-
-def _walk_images(content: Mapping[str, Any], base: str, fields: list[TextField]) -> None:
-    infos = content.get("ImageInfoArray")
-    if not isinstance(infos, list):
-        return
-    for j, info in enumerate(infos):
-        if _is_mapping(info) and isinstance(info.get("URL"), str) and info["URL"]:
-            _add(fields, f"{base}ImageInfoArray[{j}].URL", "TIMImageElem", "URL", info["URL"], textual=False)
-
-
-def _walk_relay(
-    content: Mapping[str, Any], base: str, depth: int, fields: list[TextField], elements: list[Element]
-) -> None:
-    abstracts = content.get("AbstractList")
-    if isinstance(abstracts, list):
-        for j, line in enumerate(abstracts):
-            if isinstance(line, str) and line:
-                _add(fields, f"{base}AbstractList[{j}]", "TIMRelayElem", "AbstractList", line, textual=True)
-    items = content.get("MsgList")
-    if not isinstance(items, list) or depth + 1 > MAX_DEPTH:
-        return
-    for j, item in enumerate(items):
-        if not _is_mapping(item):
-            continue
-        prefix = f"{base}MsgList[{j}]."
-        body = item.get("MsgBody")
-        if isinstance(body, list):
-            _walk_body(body, prefix, depth + 1, fields, elements)
-        ccd = item.get("CloudCustomData")
-        if isinstance(ccd, str) and ccd:
-            _add(fields, prefix + CLOUD_CUSTOM_DATA, CLOUD_CUSTOM_DATA, CLOUD_CUSTOM_DATA, ccd, textual=True)
-
-
-def _walk_unknown(content: Mapping[str, Any], base: str, kind: str, fields: list[TextField]) -> None:
-    # An element type this code does not know yet: every string in it might be shown to users.
-    for name, value in content.items():
-        if isinstance(value, str) and value:
-            _add(fields, base + name, kind, name, value, textual=True)
-        elif isinstance(value, list):
-            for j, item in enumerate(value):
-                if isinstance(item, str) and item:
-                    _add(fields, f"{base}{name}[{j}]", kind, name, item, textual=True)
-
-
-def _add(fields: list[TextField], path: str, kind: str, name: str, text: str, *, textual: bool) -> None:
-    fields.append(_tuple(TextField, (path, kind, name, text, textual)))
-    if name in JSON_FIELDS and "\\" in text:
-        for pointer, leaf in escaped_leaves(text):
-            fields.append(_tuple(TextField, (f"{path}#{pointer}", kind, name, leaf, textual)))
 
 
 def escaped_leaves(text: str) -> Iterator[tuple[str, str]]:

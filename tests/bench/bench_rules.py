@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rules import RuleSet, load_text
-from rules.walk import walk
+from rules.page import walk
 from tests.bench import Row
 from worker.tim.models import ConversationKind, Message
 

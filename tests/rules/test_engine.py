@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import rules
 from rules import EVIDENCE_LIMIT, Match
 from rules.messages import parse_messages
-from rules.walk import walk
+from rules.page import walk
 from tests.rules.helpers import elem, forward, msg, only, rule, ruleset, scan, text
 from worker.tim.models import Message
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rules.walk import walk
+from rules.page import walk
 from tests.rules.helpers import MakeMessage, elem, forward, msg, text, text_field_cases
 
 
