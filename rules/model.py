@@ -12,7 +12,6 @@ from pydantic import BaseModel
 from rules.walk import TextField
 
 Action = Literal["recall", "flag"]
-ACTIONS: Final = ("recall", "flag")
 
 #: Longest evidence (and normalized form) a match carries, in characters.
 EVIDENCE_LIMIT: Final = 200

@@ -216,6 +216,14 @@ def light(text: str) -> str:
     return light_joined(text)
 
 
+def join_fields(texts: Sequence[str]) -> str:
+    """``texts`` joined by ``SENTINEL``; a ``SENTINEL`` inside a text is dropped (it would split a field)."""
+    joined = SENTINEL.join(texts)
+    if texts and joined.count(SENTINEL) != len(texts) - 1:
+        joined = SENTINEL.join(t.replace(SENTINEL, "") for t in texts)
+    return joined
+
+
 def light_joined(text: str) -> str:
     """:func:`light` of text whose only ``SENTINEL`` characters are field separators, which are kept."""
     s = text.lower()
@@ -353,11 +361,6 @@ def _drop_spaces(match: re.Match[str]) -> str:
 _WORD_RUN = re.compile(r"[0-9a-z\x80-\U0010ffff]+")
 
 
-def light_index_of_full(light: str, full: str, offset: int) -> int:
-    """The index in ``light`` of the character at ``offset`` of ``full_from_light(light)``."""
-    return light_indexes_of_full(light, full, [offset])[0]
-
-
 def light_indexes_of_full(light: str, full: str, offsets: Sequence[int]) -> list[int]:
     """The indexes in ``light`` of the characters at ``offsets`` (ascending) of ``full_from_light(light)``.
 
@@ -488,8 +491,3 @@ def apply_steps(mapped: Mapped, steps: Sequence[Step]) -> Mapped:
     for step in steps:
         text, index = step(text, index)
     return Mapped(mapped.original, text, tuple(index))
-
-
-def warm_up() -> None:
-    """Build the character tables now rather than on the first non-ASCII message."""
-    _tables()

@@ -10,13 +10,12 @@ per-message cost.
 from __future__ import annotations
 
 import bisect
-import itertools
 from collections.abc import Collection, Hashable, Iterable, Sequence
 from typing import Protocol
 
 from rules import normalize
 from rules.page import Page, Spec, field_of, walk, walk_page
-from rules.phrases import SEPARATOR_BYTES
+from rules.phrases import compact_form
 from rules.walk import Element, TextField
 from worker.tim.models import Message
 
@@ -70,11 +69,11 @@ class Joined:
     """The light forms of some fields of a batch, joined by ``normalize.SENTINEL``.
 
     Field ``i`` is ``texts[i]``, of message ``owners[i]`` of the batch (:meth:`field` builds it whole). A hit
-    in one of the joined forms is traced back to its field with :meth:`field_of_light` or
-    :meth:`field_of_compact`. Everything is computed on first use and kept.
+    in the compact form is traced back to its field with :meth:`fields_of_compact`. Everything is computed
+    on first use and kept.
     """
 
-    __slots__ = ("_bounds", "_compact", "_fields", "_light", "_light_bytes", "_lights", "_pieces", "_specs",
+    __slots__ = ("_compact", "_fields", "_light", "_light_bytes", "_lights", "_pieces", "_specs",
                  "owners", "raw", "starts", "texts")  # fmt: skip
 
     def __init__(
@@ -85,16 +84,12 @@ class Joined:
         #: Message ``n``'s fields are ``starts[n]`` to ``starts[n + 1]`` (excluded).
         self.starts = starts
         self._specs = specs
-        raw = normalize.SENTINEL.join(texts)
-        if texts and raw.count(normalize.SENTINEL) != len(texts) - 1:
-            raw = normalize.SENTINEL.join(t.replace(normalize.SENTINEL, "") for t in texts)
-        self.raw = raw
-        self._light_bytes = normalize.light_bytes(raw)
+        self.raw = normalize.join_fields(texts)
+        self._light_bytes = normalize.light_bytes(self.raw)
         self._light: str | None = None
         self._compact: bytes | None = None
         self._pieces: list[bytes] | None = None
         self._lights: dict[int, str] = {}
-        self._bounds: list[tuple[int, int]] | None = None
         self._fields: list[TextField] | None = None
 
     def field(self, index: int) -> TextField:
@@ -126,7 +121,7 @@ class Joined:
     def compact(self) -> bytes:
         """The UTF-8 light form with every separator removed (field sentinels kept)."""
         if self._compact is None:
-            self._compact = self._light_bytes.translate(None, SEPARATOR_BYTES)
+            self._compact = compact_form(self._light_bytes)
         return self._compact
 
     def light_pieces(self) -> list[bytes]:
@@ -142,31 +137,9 @@ class Joined:
             found = self._lights[index] = self.light_pieces()[index].decode()
         return found
 
-    def field_of_compact(self, offset: int) -> int:
-        """Index of the field holding byte ``offset`` of :meth:`compact`."""
-        return self.compact().count(_SENTINEL_BYTE, 0, offset)
-
     def fields_of_compact(self, offsets: Iterable[int]) -> list[int]:
         """Indexes of the fields holding these byte offsets of :meth:`compact`, ascending, each once."""
-        compact, found, field, pos = self.compact(), list[int](), 0, 0
-        for offset in sorted(offsets):
-            field += compact.count(_SENTINEL_BYTE, pos, offset)  # counted from the previous offset on
-            pos = offset
-            if not found or found[-1] != field:
-                found.append(field)
-        return found
-
-    def field_of_light(self, offset: int) -> int:
-        """Index of the field holding byte ``offset`` of :meth:`light_bytes`."""
-        return self._light_bytes.count(_SENTINEL_BYTE, 0, offset)
-
-    def light_bounds(self) -> list[tuple[int, int]]:
-        """``(start, end)`` of each field in :meth:`light_bytes`."""
-        if self._bounds is None:
-            pieces = self.light_pieces()
-            ends = itertools.accumulate(len(piece) + 1 for piece in pieces)
-            self._bounds = [(end - len(piece) - 1, end - 1) for end, piece in zip(ends, pieces, strict=True)]
-        return self._bounds
+        return fields_at(self.compact(), offsets)
 
 
 class Batch:
@@ -226,6 +199,21 @@ class Batch:
                 found = Joined([texts[i] for i in keep], owners, [specs[i] for i in keep], starts)
             self._joined[which] = found
         return found
+
+
+def fields_at(joined: bytes, offsets: Iterable[int]) -> list[int]:
+    """Indexes of the fields of ``joined`` (UTF-8, fields separated by the sentinel) holding these offsets.
+
+    Ascending, each once.
+    """
+    found: list[int] = []
+    field = pos = 0
+    for offset in sorted(offsets):
+        field += joined.count(_SENTINEL_BYTE, pos, offset)  # counted from the previous offset on
+        pos = offset
+        if not found or found[-1] != field:
+            found.append(field)
+    return found
 
 
 def _views(messages: Sequence[Message], page: Page) -> list[MessageView]:

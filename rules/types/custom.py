@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rules import normalize
 from rules.api import CompileContext, Matcher, MessageMatcher
 from rules.model import Match, RuleSpec
-from rules.phrases import SEPARATOR_BYTES, Phrase, PhraseIndex
+from rules.phrases import Phrase, PhraseIndex, compact_form
 from rules.types.regex import compile_pattern
-from rules.view import Batch
+from rules.view import Batch, fields_at
 from rules.walk import escape_pointer
 
 CUSTOM = "TIMCustomElem"
@@ -180,11 +180,8 @@ class _Compiled:
         """
         indexes: Iterable[int] = range(len(texts))
         if self.keywords is not None and not self.equals and self.regex is None and len(texts) > 1:
-            joined = normalize.SENTINEL.join(texts)
-            if joined.count(normalize.SENTINEL) != len(texts) - 1:
-                joined = normalize.SENTINEL.join(t.replace(normalize.SENTINEL, "") for t in texts)
-            compact = normalize.light_bytes(joined).translate(None, SEPARATOR_BYTES)
-            indexes = sorted({compact.count(b"\x00", 0, start) for start in self.keywords.prefilter(compact)})
+            compact = compact_form(normalize.light_bytes(normalize.join_fields(texts)))
+            indexes = fields_at(compact, self.keywords.prefilter(compact))
         out = []
         for i in indexes:
             found = self.check(texts[i])
