@@ -172,8 +172,9 @@ class FloodWindow:
         self.seen.update(keys)
         self.repeated = self.repeated or len(self.seen) - before != len(keys)
         for r, rule in enumerate(self.rules):
-            places = _Places(batch.joined(rule.selector))
-            self.contents[r] += _contents(batch, rule, places)
+            joined = batch.joined(rule.selector)
+            places = _Places(joined)
+            self.contents[r] += _contents(batch, joined, rule, places)
             self.places[r].append(places)
 
     def finish(self) -> Iterable[Match]:
@@ -224,9 +225,8 @@ class FloodWindow:
         return [list(by_key.values()) for by_key in by_sender.values()]
 
 
-def _contents(batch: Batch, rule: RuleSpec, places: _Places) -> list[bytes]:
-    """The content of each message of ``batch`` for ``rule``: compact text, then media identifiers."""
-    joined = batch.joined(rule.selector)
+def _contents(batch: Batch, joined: Joined, rule: RuleSpec, places: _Places) -> list[bytes]:
+    """Each message's content for ``rule`` (``joined``: the fields it looks at): compact text, then media."""
     compact = joined.compact()
     if rule.params_as(FloodParams).ignore_digits:
         compact = compact.translate(None, _DIGITS)

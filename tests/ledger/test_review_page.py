@@ -121,7 +121,7 @@ def test_a_moderator_approves_a_plan_in_the_browser_and_exactly_its_messages_are
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        # Clicks that submit a form return before the next page has loaded: wait for what it must show.
+        # A click that navigates returns before the next page has loaded: wait for what that page must show.
         wait = WebDriverWait(browser, timeout=20)
         browser.get(f"{review.url}/")
         browser.find_element(By.ID, "token").send_keys(TOKEN)
