@@ -262,13 +262,14 @@ def bytes_finder(needle: bytes) -> Callable[[bytes], object]:
 _has_hexagram = bytes_finder("\u4dc0".encode()[:2])
 
 
-def light_bytes(text: str) -> bytes:
+def light_bytes_python(text: str) -> bytes:
     """``light_joined(text).encode()``, computed mostly on the UTF-8 bytes (the fast path for joined pages).
 
     The light form is defined one character at a time, so: the common CJK punctuation is replaced with
     ``str.replace``, ASCII is lower-cased with ``bytes.lower``, and only the characters ``_FLAGS`` points at
     (the odd emoji, full-width letter, zero-width space) go through Python, one by one, memoized. Text dense
-    in those (Cyrillic, kana, accented Latin) takes :func:`light_joined` instead.
+    in those (Cyrillic, kana, accented Latin) takes :func:`light_joined` instead. :func:`light_bytes` is the
+    same, compiled where ``rules._speedups`` is built.
     """
     if text.isascii():
         return text.encode().lower().translate(None, _ASCII_CONTROL_BYTES)
@@ -301,6 +302,22 @@ def light_bytes(text: str) -> bytes:
         return data
     pieces.append(data[pos:])
     return b"".join(pieces)
+
+
+#: The ASCII separators of the light form (everything but letters, digits and the field sentinel).
+SEPARATOR_BYTES = bytes(b for b in range(1, 128) if not chr(b).isalnum())
+
+
+def compact_form(light: bytes) -> bytes:
+    """The compact form of UTF-8 light text: every separator removed (what keyword prefilters run over)."""
+    return light.translate(None, SEPARATOR_BYTES)
+
+
+def light_and_compact_python(text: str) -> tuple[bytes, bytes]:
+    """``(light_bytes(text), compact_form(light_bytes(text)))``; :func:`light_and_compact` is the same,
+    compiled (one pass for both) where ``rules._speedups`` is built."""
+    light = light_bytes(text)
+    return light, compact_form(light)
 
 
 # ---- full --------------------------------------------------------------------------------------------------
@@ -361,11 +378,12 @@ def _drop_spaces(match: re.Match[str]) -> str:
 _WORD_RUN = re.compile(r"[0-9a-z\x80-\U0010ffff]+")
 
 
-def light_indexes_of_full(light: str, full: str, offsets: Sequence[int]) -> list[int]:
+def light_indexes_of_full_python(light: str, full: str, offsets: Sequence[int]) -> list[int]:
     """The indexes in ``light`` of the characters at ``offsets`` (ascending) of ``full_from_light(light)``.
 
     Both forms hold the same letters and digits in the same order (the full form only rewrites separators),
-    so counting them is enough: no need for the slower :func:`full_mapped`.
+    so counting them is enough: no need for the slower :func:`full_mapped`. :func:`light_indexes_of_full` is
+    this function, compiled where ``rules._speedups`` is built.
     """
     wanted = [offset - full.count(" ", 0, offset) for offset in offsets]  # letters and digits before each
     out: list[int] = []
@@ -403,11 +421,11 @@ class Mapped:
         return self.original[a:b]
 
 
-def light_mapped(text: str) -> Mapped:
-    """:func:`light` with a map back to ``text``."""
+def light_mapped(text: str, light: str | None = None) -> Mapped:
+    """:func:`light` with a map back to ``text``; ``light`` is ``light(text)``, if the caller has it."""
     tables = _tables()
     if tables.uneven.search(text) is None:  # one character for one: the map is the identity
-        return Mapped(text, light_joined(text), range(len(text)))
+        return Mapped(text, light_joined(text) if light is None else light, range(len(text)))
     pieces: list[str] = []
     index: list[int] = []
     pos = 0
@@ -491,3 +509,14 @@ def apply_steps(mapped: Mapped, steps: Sequence[Step]) -> Mapped:
     for step in steps:
         text, index = step(text, index)
     return Mapped(mapped.original, text, tuple(index))
+
+
+light_bytes: Callable[[str], bytes]
+light_and_compact: Callable[[str], tuple[bytes, bytes]]
+light_indexes_of_full: Callable[[str, str, Sequence[int]], list[int]]
+try:
+    from rules._speedups import light_and_compact, light_bytes, light_indexes_of_full
+except ImportError:  # not built: the same, in Python
+    light_bytes = light_bytes_python
+    light_and_compact = light_and_compact_python
+    light_indexes_of_full = light_indexes_of_full_python

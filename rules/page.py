@@ -13,7 +13,7 @@ merges them back. :func:`walk` gives one message's fields and elements as whole 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from rules.walk import (
@@ -223,6 +223,15 @@ class Page:
 def walk_page(messages: Sequence[Message]) -> Page:
     """The fields and elements of ``messages`` (see the module docstring)."""
     page = Page()
+    _fill(page, messages)
+    return page
+
+
+def fill_python(page: Page, messages: Sequence[Message]) -> None:
+    """Append the fields and elements of ``messages`` to ``page``: the walk, in pure Python.
+
+    ``rules._speedups.fill`` is the same walk compiled; :func:`walk_page` uses it when it is built.
+    """
     texts, owners, specs = page.texts, page.owners, page.specs
     elements, element_owners = page.elements, page.element_owners
     keys, senders, times, starts = page.keys, page.senders, page.times, page.starts
@@ -250,7 +259,6 @@ def walk_page(messages: Sequence[Message]) -> Page:
         if message.cloud_custom_data:
             page._add(n, _CCD, message.cloud_custom_data, True)
     starts.append(len(texts))
-    return page
 
 
 def walk(message: Message) -> Walk:
@@ -258,3 +266,13 @@ def walk(message: Message) -> Walk:
     page = walk_page((message,))
     texts, _, specs = page.all_fields()
     return Walk(tuple(map(field_of, specs, texts)), tuple(map(page.element, range(len(page.elements)))))
+
+
+_fill: Callable[[Page, Sequence[Message]], None]
+try:
+    from rules._speedups import fill as _fill
+except ImportError:  # not built (no C compiler where it was installed): the same walk, slower
+    _fill = fill_python
+
+#: True when :func:`walk_page` runs the compiled walk.
+COMPILED: Final = _fill is not fill_python

@@ -21,15 +21,6 @@ import ahocorasick_rs
 
 from rules import normalize
 
-#: The ASCII separators of the light form (everything but a-z, 0-9 and the field sentinel).
-SEPARATOR_BYTES = bytes(b for b in range(1, 128) if not chr(b).isalnum())
-
-
-def compact_form(light: bytes) -> bytes:
-    """The compact form of UTF-8 light text: every separator removed (what the prefilter runs over)."""
-    return light.translate(None, SEPARATOR_BYTES)
-
-
 # Above this many bytes of patterns the DFA gets too big; the default (an NFA) is slower but small.
 _DFA_LIMIT = 4 * 1024 * 1024
 
@@ -115,7 +106,7 @@ class PhraseIndex:
             return []
         if light is None:
             light = normalize.light(text)
-            if not self.prefilter(compact_form(light.encode())):
+            if not self.prefilter(normalize.compact_form(light.encode())):
                 return []
         form = normalize.full_from_light(light)
         found: list[tuple[int, int, Phrase]] = []
@@ -126,7 +117,7 @@ class PhraseIndex:
                 found.append((start, end, phrase))
         if not found:
             return []
-        mapped = normalize.light_mapped(text)
+        mapped = normalize.light_mapped(text, light)
         if mapped.text != light:  # pragma: no cover - the two paths agree (tested); never show a wrong span
             return [PhraseHit(p.payload, p.text, form[a:b], form[a:b]) for a, b, p in found]
         ends = sorted({k for start, end, _ in found for k in (start, end - 1)})

@@ -15,7 +15,6 @@ from typing import Protocol
 
 from rules import normalize
 from rules.page import Page, Spec, field_of, walk, walk_page
-from rules.phrases import compact_form
 from rules.walk import Element, TextField
 from worker.tim.models import Message
 
@@ -85,9 +84,8 @@ class Joined:
         self.starts = starts
         self._specs = specs
         self.raw = normalize.join_fields(texts)
-        self._light_bytes = normalize.light_bytes(self.raw)
+        self._light_bytes, self._compact = normalize.light_and_compact(self.raw)
         self._light: str | None = None
-        self._compact: bytes | None = None
         self._pieces: list[bytes] | None = None
         self._lights: dict[int, str] = {}
         self._fields: list[TextField] | None = None
@@ -120,8 +118,6 @@ class Joined:
 
     def compact(self) -> bytes:
         """The UTF-8 light form with every separator removed (field sentinels kept)."""
-        if self._compact is None:
-            self._compact = compact_form(self._light_bytes)
         return self._compact
 
     def light_pieces(self) -> list[bytes]:
@@ -134,7 +130,9 @@ class Joined:
         """The light form of field ``index``."""
         found = self._lights.get(index)
         if found is None:
-            found = self._lights[index] = self.light_pieces()[index].decode()
+            # The field's own light form is its piece of the joined one, and cheaper than splitting that.
+            text = self.texts[index].replace(normalize.SENTINEL, "")  # as join_fields() does
+            found = self._lights[index] = normalize.light_bytes(text).decode()
         return found
 
     def fields_of_compact(self, offsets: Iterable[int]) -> list[int]:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rules import normalize
 from rules.api import CompileContext, Matcher, MessageMatcher
 from rules.model import Match, RuleSpec
-from rules.phrases import Phrase, PhraseIndex, compact_form
+from rules.phrases import Phrase, PhraseIndex
 from rules.types.regex import compile_pattern
 from rules.view import Batch, fields_at
 from rules.walk import escape_pointer
@@ -180,7 +180,7 @@ class _Compiled:
         """
         indexes: Iterable[int] = range(len(texts))
         if self.keywords is not None and not self.equals and self.regex is None and len(texts) > 1:
-            compact = compact_form(normalize.light_bytes(normalize.join_fields(texts)))
+            _, compact = normalize.light_and_compact(normalize.join_fields(texts))
             indexes = fields_at(compact, self.keywords.prefilter(compact))
         out = []
         for i in indexes:

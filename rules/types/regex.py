@@ -232,7 +232,7 @@ class RegexMatcher(MessageMatcher):
         start, end = found
         hit = evidence = text[start:end]
         if normalized:
-            mapped = norm.light_mapped(item.text)
+            mapped = norm.light_mapped(item.text, text)
             if mapped.text == text:
                 evidence = mapped.original_text(start, end)
         return rule.match(msg_key, item.path, evidence, hit)

@@ -8,7 +8,9 @@ set has a 20,000-word keyword list, 200 regexes, a domain block list, and custom
 The baseline does what a first attempt would: for every text field, ``word in text`` for each word and
 ``re.search`` for each regex, with no normalization at all (so it also misses every disguised word). Both
 figures count the same bytes: the UTF-8 text of every text-bearing field. The engine's time includes
-walking the message, normalization, every rule type, and building matches.
+walking the message, normalization, the rules and building matches. It runs twice: with the baseline's
+work (the word list and the regexes: the issue's target, >= 500x and >= 20 MB/s) and with the whole rule
+set (links, custom, element and flood rules on top).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rules import RuleSet, load_text
-from rules.page import walk
+from rules.page import COMPILED, walk
 from tests.bench import Row
 from worker.tim.models import ConversationKind, Message
 
@@ -211,8 +213,11 @@ def corpus(rng: random.Random, count: int = MESSAGES) -> list[Message]:
     return out
 
 
-def rule_file(words: Sequence[str], patterns: Sequence[str]) -> str:
-    """A rule file: the word list, the regexes split over four rules, and one rule of each other type."""
+def rule_file(words: Sequence[str], patterns: Sequence[str], *, words_and_regexes_only: bool = False) -> str:
+    """A rule file: the word list, the regexes split over four rules, and one rule of each other type.
+
+    ``words_and_regexes_only``: without the other types, so that the engine does the baseline's work.
+    """
     regex_rules = [
         {"id": f"regex-{k}", "type": "regex", "action": "flag", "patterns": list(patterns[k::4])}
         for k in range(4)
@@ -226,6 +231,8 @@ def rule_file(words: Sequence[str], patterns: Sequence[str]) -> str:
         {"id": "files", "type": "element", "action": "recall", "file_extensions": ["exe", "apk"]},
         {"id": "flood", "type": "flood", "action": "flag", "count": 5, "seconds": 60},
     ]
+    if words_and_regexes_only:
+        rules = rules[:5]
     return json.dumps({"version": 1, "rulesets": {"default": {"rules": rules}}}, ensure_ascii=False)
 
 
@@ -263,11 +270,15 @@ def run() -> list[Row]:
     words = word_list(rng)
     patterns = regex_list(rng)
     ruleset = load_text(rule_file(words, patterns), "bench.json").get("default")
+    words_only = load_text(rule_file(words, patterns, words_and_regexes_only=True), "bench.json").get(
+        "default"
+    )
     compiled = [re.compile(p) for p in patterns]
     name = "naive: `in` per word, re.search per regex"
 
     messages = corpus(rng)
     text_bytes = sum(len(t.encode()) for m in messages for t in text_fields(m))
+    same_work, _ = _time_engine(words_only, messages, PAGE)
     paged, paged_matches = _time_engine(ruleset, messages, PAGE)
     single, single_matches = _time_engine(ruleset, messages, 1)
     if paged_matches != single_matches:
@@ -282,32 +293,72 @@ def run() -> list[Row]:
     long_base_bytes, _, long_base_seconds = _time_baseline(long, words, compiled)
 
     chat = f"chat corpus ({text_bytes / len(messages):.0f} B of text a message)"
+    words_rules = f"{WORDS:,} words + {REGEXES} regexes"
+    all_rules = "whole rule set"
+    walk = "compiled" if COMPILED else "pure Python"
     return [
-        Row("rules", f"{chat}: text, pages of {PAGE}", text_bytes / paged / 1e3, "KB/s", base_kbs, name),
-        Row("rules", f"{chat}: messages, pages of {PAGE}", len(messages) / paged, "msg/s", base_rate, name),
-        Row("rules", f"{chat}: text, one at a time", text_bytes / single / 1e3, "KB/s", base_kbs, name),
-        Row("rules", f"{chat}: messages, one at a time", len(messages) / single, "msg/s", base_rate, name),
         Row(
             "rules",
-            f"long messages ({long_bytes / len(long):.0f} B a message): text, pages of {PAGE}",
+            f"{chat}, {words_rules}: text, pages of {PAGE}",
+            text_bytes / same_work / 1e3,
+            "KB/s",
+            base_kbs,
+            name,
+        ),
+        Row(
+            "rules",
+            f"{chat}, {words_rules}: messages, pages of {PAGE}",
+            len(messages) / same_work,
+            "msg/s",
+            base_rate,
+            name,
+        ),
+        Row(
+            "rules",
+            f"{chat}, {all_rules}: text, pages of {PAGE}",
+            text_bytes / paged / 1e3,
+            "KB/s",
+            base_kbs,
+            name,
+        ),
+        Row(
+            "rules",
+            f"{chat}, {all_rules}: text, one at a time",
+            text_bytes / single / 1e3,
+            "KB/s",
+            base_kbs,
+            name,
+        ),
+        Row(
+            "rules",
+            f"long messages ({long_bytes / len(long):.0f} B a message), {all_rules}: text, pages of {PAGE}",
             long_bytes / long_seconds / 1e3,
             "KB/s",
             long_base_bytes / long_base_seconds / 1e3,
             name,
         ),
-        Row("rules", f"chat corpus: matches in {len(messages)} messages", paged_matches, "matches"),
+        Row(
+            "rules",
+            f"chat corpus, {all_rules}: matches in {len(messages)} messages ({walk} walk)",
+            paged_matches,
+            "matches",
+        ),
     ]
 
 
 def _time_baseline(
     messages: Sequence[Message], words: Sequence[str], patterns: Sequence[re.Pattern[str]]
 ) -> tuple[int, int, float]:
-    """Bytes, messages and seconds of the baseline over a sample spread across ``messages``."""
+    """Bytes, messages and seconds (best of three, as for the engine) of the baseline over a sample spread
+    across ``messages``."""
     sample = messages[:: max(1, len(messages) // BASELINE_MESSAGES)]
     sample_bytes = sum(len(t.encode()) for m in sample for t in text_fields(m))
-    started = time.perf_counter()
-    _baseline(sample, words, patterns)
-    return sample_bytes, len(sample), time.perf_counter() - started
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        _baseline(sample, words, patterns)
+        best = min(best, time.perf_counter() - started)
+    return sample_bytes, len(sample), best
 
 
 def _time_engine(ruleset: RuleSet, messages: Sequence[Message], page: int) -> tuple[float, int]:
