@@ -1,30 +1,38 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, binding=False
 """Compiled twins of the scan's hottest pure-Python functions; same results, a few times faster.
 
-``fill`` is :func:`rules.page.fill_python` (the walk of a page) and ``light_indexes_of_full`` is
-:func:`rules.normalize.light_indexes_of_full_python`. Their modules use these when this one is built
-(``pip install`` builds it where a C compiler is present) and their own otherwise; ``rules.page.COMPILED``
-says which. ``tests/rules/test_speedups.py`` checks that both give the same results. Only an element type the
+=======================  ===================================================================================
+here                     the definition (used where this module is not built)
+=======================  ===================================================================================
+``fill``                 :func:`rules.page.fill_python`: the walk of a page, including the decoded strings
+                         of escaped JSON (:func:`rules.walk.escaped_leaves`)
+``light_and_compact``    :func:`rules.normalize.light_and_compact_python`
+``light_bytes``          :func:`rules.normalize.light_bytes_python`
+``light_indexes_of_full`` :func:`rules.normalize.light_indexes_of_full_python`
+=======================  ===================================================================================
+
+``pip install`` builds this module where a C compiler is present; ``rules.page.COMPILED`` says whether it
+was. ``tests/rules/test_speedups.py`` checks that each pair gives the same results. Only an element type the
 walk does not know goes back to :class:`rules.page.Page`'s own method.
 """
 
 from collections.abc import Mapping
-
 from types import MemberDescriptorType
 
-from cpython.object cimport PyObject
 from orjson import JSONDecodeError
 from orjson import loads as orjson_loads
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.object cimport PyObject
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.string cimport memcpy
 
 
 cdef extern from "Python.h":
     int PyUnicode_KIND(object text)
     void* PyUnicode_DATA(object text)
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
-from libc.string cimport memcpy
+
 
 cdef dict FIELDS
 cdef list PATHS
@@ -320,24 +328,25 @@ def light_indexes_of_full(str light, str full, offsets):
 cdef list BMP_LIGHT = [None] * 0x10000  # code point -> its light form in UTF-8, filled on first sight
 cdef dict ASTRAL_LIGHT = {}
 cdef Py_ssize_t ASTRAL_LIMIT = 1 << 16
-cdef object light_of = None  # rules.normalize.light_joined
+
+
+cdef bytes compute_light(Py_ssize_t c):
+    from rules.normalize import light_joined  # the definition, per character
+
+    return light_joined(chr(<Py_UCS4>c)).encode()
 
 
 cdef bytes light_char(Py_ssize_t c):
-    global light_of
+    # The light form of a character outside the fast ranges, memoized.
     cdef object found
     if c < 0x10000:
         found = BMP_LIGHT[c]
         if found is None:
-            if light_of is None:
-                from rules.normalize import light_joined as light_of
-            found = BMP_LIGHT[c] = light_of(chr(<Py_UCS4>c)).encode()
+            found = BMP_LIGHT[c] = compute_light(c)
         return <bytes>found
     found = ASTRAL_LIGHT.get(c)
     if found is None:
-        if light_of is None:
-            from rules.normalize import light_joined as light_of
-        found = light_of(chr(<Py_UCS4>c)).encode()
+        found = compute_light(c)
         if len(ASTRAL_LIGHT) < ASTRAL_LIMIT:
             ASTRAL_LIGHT[c] = found
     return <bytes>found
@@ -367,7 +376,7 @@ cdef inline bint is_kept_in_compact(unsigned int b) noexcept:
     return b >= 0x80 or b == 0 or (b >= 0x61 and b <= 0x7A) or (b >= 0x30 and b <= 0x39)
 
 
-cdef int fold_into(const char_t* chars, Py_ssize_t n, Buffers* out) except -1:
+cdef int fold_into(const char_t* chars, Py_ssize_t n, Buffers* out, bint with_compact) except -1:
     # Room for 3 bytes a character, what all but light_char() need, is there on entry; grown when needed.
     cdef Py_ssize_t k = 0, j = 0, m, i, b
     cdef unsigned char* light = out.light
@@ -385,16 +394,18 @@ cdef int fold_into(const char_t* chars, Py_ssize_t n, Buffers* out) except -1:
                 continue
             light[k] = <unsigned char>c
             k += 1
-            if is_kept_in_compact(c):
+            if with_compact and is_kept_in_compact(c):
                 compact[j] = <unsigned char>c
                 j += 1
         elif (0x4E00 <= c <= 0x9FFF) or (0x3400 <= c <= 0x4DBF) or (0xAC00 <= c <= 0xD7A3):
             # CJK ideographs and Hangul syllables: unchanged by every step of the light form.
-            light[k] = compact[j] = <unsigned char>(0xE0 | (c >> 12))
-            light[k + 1] = compact[j + 1] = <unsigned char>(0x80 | ((c >> 6) & 0x3F))
-            light[k + 2] = compact[j + 2] = <unsigned char>(0x80 | (c & 0x3F))
+            light[k] = <unsigned char>(0xE0 | (c >> 12))
+            light[k + 1] = <unsigned char>(0x80 | ((c >> 6) & 0x3F))
+            light[k + 2] = <unsigned char>(0x80 | (c & 0x3F))
+            if with_compact:
+                memcpy(compact + j, light + k, 3)
+                j += 3
             k += 3
-            j += 3
         else:
             piece = light_char(c)
             m = len(piece)
@@ -404,14 +415,15 @@ cdef int fold_into(const char_t* chars, Py_ssize_t n, Buffers* out) except -1:
                 if grown == NULL:
                     raise MemoryError()
                 out.light = light = grown
-                grown = <unsigned char*>PyMem_Realloc(out.compact, out.size)
-                if grown == NULL:
-                    raise MemoryError()
-                out.compact = compact = grown
+                if with_compact:
+                    grown = <unsigned char*>PyMem_Realloc(out.compact, out.size)
+                    if grown == NULL:
+                        raise MemoryError()
+                    out.compact = compact = grown
             bytes_of = <const unsigned char*>(<const char*>piece)
             memcpy(light + k, bytes_of, m)
             k += m
-            for b in range(m):
+            for b in range(m if with_compact else 0):
                 if is_kept_in_compact(bytes_of[b]):
                     compact[j] = bytes_of[b]
                     j += 1
@@ -419,33 +431,38 @@ cdef int fold_into(const char_t* chars, Py_ssize_t n, Buffers* out) except -1:
     return 0
 
 
-def light_and_compact(str text):
-    """``light_joined(text).encode()``, and that without separators: both in one pass over the characters."""
+cdef tuple fold(str text, bint with_compact):
+    # (light, compact or None) of text, reading its characters at their stored width.
     cdef Py_ssize_t n = len(text)
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
     cdef Buffers out
     out.size, out.light_used, out.compact_used = 3 * n + 16, 0, 0
     out.light = <unsigned char*>PyMem_Malloc(out.size)
-    out.compact = <unsigned char*>PyMem_Malloc(out.size)
+    out.compact = <unsigned char*>PyMem_Malloc(out.size) if with_compact else NULL
     try:
-        if out.light == NULL or out.compact == NULL:
+        if out.light == NULL or (with_compact and out.compact == NULL):
             raise MemoryError()
         if kind == 1:
-            fold_into(<const uint8_t*>data, n, &out)
+            fold_into(<const uint8_t*>data, n, &out, with_compact)
         elif kind == 2:
-            fold_into(<const uint16_t*>data, n, &out)
+            fold_into(<const uint16_t*>data, n, &out, with_compact)
         else:
-            fold_into(<const uint32_t*>data, n, &out)
-        return (
-            PyBytes_FromStringAndSize(<const char*>out.light, out.light_used),
-            PyBytes_FromStringAndSize(<const char*>out.compact, out.compact_used),
-        )
+            fold_into(<const uint32_t*>data, n, &out, with_compact)
+        light = PyBytes_FromStringAndSize(<const char*>out.light, out.light_used)
+        if not with_compact:
+            return light, None
+        return light, PyBytes_FromStringAndSize(<const char*>out.compact, out.compact_used)
     finally:
         PyMem_Free(out.light)
         PyMem_Free(out.compact)
 
 
+def light_and_compact(str text):
+    """``light_joined(text).encode()``, and that without separators: both in one pass over the characters."""
+    return fold(text, True)
+
+
 def light_bytes(str text):
     """``light_joined(text).encode()``."""
-    return light_and_compact(text)[0]
+    return fold(text, False)[0]

@@ -131,8 +131,7 @@ class Joined:
         found = self._lights.get(index)
         if found is None:
             # The field's own light form is its piece of the joined one, and cheaper than splitting that.
-            text = self.texts[index].replace(normalize.SENTINEL, "")  # as join_fields() does
-            found = self._lights[index] = normalize.light_bytes(text).decode()
+            found = self._lights[index] = normalize.light(self.texts[index])
         return found
 
     def fields_of_compact(self, offsets: Iterable[int]) -> list[int]:

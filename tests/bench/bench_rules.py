@@ -232,7 +232,7 @@ def rule_file(words: Sequence[str], patterns: Sequence[str], *, words_and_regexe
         {"id": "flood", "type": "flood", "action": "flag", "count": 5, "seconds": 60},
     ]
     if words_and_regexes_only:
-        rules = rules[:5]
+        rules = [rule for rule in rules if rule["type"] in ("keywords", "regex")]
     return json.dumps({"version": 1, "rulesets": {"default": {"rules": rules}}}, ensure_ascii=False)
 
 
@@ -270,7 +270,7 @@ def run() -> list[Row]:
     words = word_list(rng)
     patterns = regex_list(rng)
     ruleset = load_text(rule_file(words, patterns), "bench.json").get("default")
-    words_only = load_text(rule_file(words, patterns, words_and_regexes_only=True), "bench.json").get(
+    baseline_work = load_text(rule_file(words, patterns, words_and_regexes_only=True), "bench.json").get(
         "default"
     )
     compiled = [re.compile(p) for p in patterns]
@@ -278,7 +278,7 @@ def run() -> list[Row]:
 
     messages = corpus(rng)
     text_bytes = sum(len(t.encode()) for m in messages for t in text_fields(m))
-    same_work, _ = _time_engine(words_only, messages, PAGE)
+    same_work, _ = _time_engine(baseline_work, messages, PAGE)
     paged, paged_matches = _time_engine(ruleset, messages, PAGE)
     single, single_matches = _time_engine(ruleset, messages, 1)
     if paged_matches != single_matches:

@@ -7,10 +7,25 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from hypothesis import strategies as st
+
 from rules import Match, RuleSet, load_text
 from worker.tim.models import ConversationKind, Message
 
 _keys = itertools.count(1)
+
+# Text that exercises every branch: ASCII with controls, CJK, full-width, invisibles, marks, astral, Cherokee.
+_TRICKY_CHARACTERS = st.sampled_from(
+    list("aZ09 .,-_!\t\n\x00\x01\x7f")
+    + list("赌博代开发票六合彩。，！？、～《》")
+    + list("ＡＢｆｒｅｅ．：")
+    + list("\u200b\u200d\u2060\ufeff\u00ad\u202e\u3164\ufe0f")
+    + list("éÉёЁаеорсΑΣσςİßﬁǅ\u0301\u0308")
+    + list("𝐟𝐫🔥😀\U000e0041\U0010fffd")
+    + list("ᏣꭰᎠ⼤\uf9d1㎏①")
+)
+#: Hypothesis text for normalization properties.
+TRICKY_TEXT = st.text(_TRICKY_CHARACTERS, max_size=40) | st.text(max_size=40)
 
 
 def elem(kind: str, **content: Any) -> dict[str, Any]:

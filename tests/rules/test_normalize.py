@@ -6,21 +6,9 @@ import sys
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from rules import normalize
-
-# Text that exercises every branch: ASCII with controls, CJK, full-width, invisibles, marks, astral, Cherokee.
-_ALPHABET = st.sampled_from(
-    list("aZ09 .,-_!\t\n\x00\x01\x7f")
-    + list("赌博代开发票六合彩。，！？、～《》")
-    + list("ＡＢｆｒｅｅ．：")
-    + list("\u200b\u200d\u2060\ufeff\u00ad\u202e\u3164\ufe0f")
-    + list("éÉёЁаеорсΑΣσςİßﬁǅ\u0301\u0308")
-    + list("𝐟𝐫🔥😀\U000e0041\U0010fffd")
-    + list("ᏣꭰᎠ⼤\uf9d1㎏①")
-)
-_TEXT = st.text(_ALPHABET, max_size=40) | st.text(max_size=40)
+from tests.rules.helpers import TRICKY_TEXT
 
 
 def test_ascii_cheap_path_is_just_lower_case() -> None:
@@ -61,7 +49,7 @@ def test_full_joins_cjk_across_separators_but_not_latin_words() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_TEXT)
+@given(TRICKY_TEXT)
 def test_mapped_forms_equal_the_fast_forms(value: str) -> None:
     light = normalize.light_mapped(value)
     assert light.text == normalize.light(value)
@@ -73,7 +61,7 @@ def test_mapped_forms_equal_the_fast_forms(value: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(_TEXT)
+@given(TRICKY_TEXT)
 def test_light_indexes_of_full_agree_with_the_full_map(value: str) -> None:
     light = normalize.light(value)
     full = normalize.full_from_light(light)

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from rules import normalize
 from rules.page import COMPILED, Page, fill_python, walk_page
 from tests.bench.bench_rules import SEED, corpus
-from tests.rules.test_normalize import _TEXT
+from tests.rules.helpers import TRICKY_TEXT
 from worker.tim.models import ConversationKind, Message
 
 if not COMPILED:
@@ -50,7 +50,8 @@ def test_the_walks_agree_on_the_benchmark_corpus() -> None:
 
 
 _STRINGS = (
-    st.sampled_from(["", "hi", '{"a": "\\u8d4c"}', '["x", {"k~/": "\\u0041b"}]', "\x00", "a\\b"]) | _TEXT
+    st.sampled_from(["", "hi", '{"a": "\\u8d4c"}', '["x", {"k~/": "\\u0041b"}]', "\x00", "a\\b"])
+    | TRICKY_TEXT
 )
 _KINDS = st.sampled_from(
     ["TIMTextElem", "TIMCustomElem", "TIMFaceElem", "TIMFileElem", "TIMImageElem", "TIMSoundElem",
@@ -129,7 +130,7 @@ def test_a_long_expansion_grows_the_buffer() -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(_TEXT, max_size=5))
+@given(st.lists(TRICKY_TEXT, max_size=5))
 def test_the_light_forms_agree_on_joined_fields(texts: list[str]) -> None:
     joined = normalize.join_fields(texts)
     assert _speedups.light_and_compact(joined) == normalize.light_and_compact_python(joined)
@@ -137,7 +138,7 @@ def test_the_light_forms_agree_on_joined_fields(texts: list[str]) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(_TEXT)
+@given(TRICKY_TEXT)
 def test_the_light_indexes_of_the_full_form_agree(value: str) -> None:
     light = normalize.light(value)
     full = normalize.full_from_light(light)
