@@ -107,13 +107,10 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _print_envelopes(envelopes: list[Any], *, with_headers: bool) -> None:
+    from worker.envelopes import envelope_line
+
     for envelope in envelopes:
-        try:
-            body: Any = orjson.loads(envelope.body)
-        except orjson.JSONDecodeError:
-            body = envelope.body.decode("utf-8", "replace")
-        line = {"headers": envelope.headers, "body": body} if with_headers else body
-        sys.stdout.write(orjson.dumps(line).decode() + "\n")
+        sys.stdout.write(envelope_line(envelope, with_headers=with_headers) + "\n")
     sys.stdout.flush()
 
 
@@ -276,6 +273,9 @@ def _plans_decide(args: argparse.Namespace) -> int:
         elif args.plans_command == "requeue":
             job = plans.requeue(ledger, Queues(_settings(args)), args.plan_id)
             print(f"queued {job.job_id} again")
+        elif args.plans_command == "reopen":
+            plans.reopen(ledger, args.plan_id, by=args.by, note=args.note)
+            print(f"plan {args.plan_id} reopened by {args.by}; it waits for review again")
         else:
             plans.reject(ledger, args.plan_id, by=args.by, note=args.note)
             print(f"plan {args.plan_id} rejected by {args.by}; nothing of it will be recalled")
@@ -322,9 +322,23 @@ def _replay(args: argparse.Namespace) -> int:
 def _evidence_purge(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    days = args.older_than_days or _settings(args).evidence_retention_days
-    purged = _ledger(args).purge_evidence(datetime.now(UTC) - timedelta(days=days))
-    print(f"purged the content of {purged} evidence record(s) older than {days} days (hashes kept)")
+    retention = _settings(args).evidence_retention_days
+    days = retention if args.older_than_days is None else args.older_than_days
+    if days < 0:
+        print("recall-worker evidence purge: --older-than-days must be 0 or more", file=sys.stderr)
+        return 2
+    if days < retention and not args.yes:
+        print(
+            f"recall-worker evidence purge: {days} days is shorter than the retention period of {retention} "
+            "days (RECALL_EVIDENCE_RETENTION_DAYS); add --yes to purge anyway",
+            file=sys.stderr,
+        )
+        return 2
+    outcome = _ledger(args).purge_evidence(datetime.now(UTC) - timedelta(days=days))
+    print(
+        f"purged the content of {len(outcome.purged)} evidence record(s) older than {days} days (hashes "
+        f"kept); kept {outcome.kept} a recall may still need (pending or approved plans, open recalls)"
+    )
     return 0
 
 
@@ -364,7 +378,8 @@ def _add_ledger_commands(commands: Any) -> None:
     show.set_defaults(func=_plans_show)
     for name, text in (
         ("approve", "approve and queue the recall of exactly its messages"),
-        ("reject", "reject: nothing of it is recalled"),
+        ("reject", "reject: nothing of it is recalled, by it or by a later job"),
+        ("reopen", "put a rejected plan back to review; its messages are no longer held back"),
     ):
         decide = plans.add_parser(name, help=text)
         decide.add_argument("plan_id", type=int)
@@ -391,7 +406,10 @@ def _add_ledger_commands(commands: Any) -> None:
         dest="evidence_command", required=True
     )
     purge = evidence.add_parser("purge", help="drop evidence older than the retention period")
-    purge.add_argument("--older-than-days", type=int, default=None)
+    purge.add_argument(
+        "--older-than-days", type=int, default=None, help="default: RECALL_EVIDENCE_RETENTION_DAYS; 0: all"
+    )
+    purge.add_argument("--yes", action="store_true", help="confirm a period below the retention period")
     purge.set_defaults(func=_evidence_purge)
 
     breaker = commands.add_parser("breaker", help="rule circuit breakers").add_subparsers(

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     tim_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one call")
     tim_max_attempts: int = Field(5, ge=1, le=20, description="attempts of one call on transient errors")
     tim_usersig_ttl_s: int = Field(7 * 86400, ge=3600, description="lifetime of generated UserSigs")
+    credential_recheck_s: float = Field(
+        30.0, gt=0, description="while the API refuses the credentials, check them again this often"
+    )
 
     # moderation
     rules_path: Path | None = Field(None, description="rule-set file (default: the shipped example)")

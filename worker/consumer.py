@@ -6,9 +6,11 @@ channels are not thread-safe); jobs run as tasks on an asyncio loop in a second 
 never starves heartbeats. A finished task hands its :class:`~worker.runner.Settlement` back through a
 queue and the main thread publishes what it says (with confirms) and only then acks.
 
-Bodies are decoded here, not by kombu: kombu's decode-error path acks and drops a bad message; here it goes
-to the dead-letter queue with the reason. On SIGTERM the worker stops taking jobs, gives those in flight
-``shutdown_budget_s`` to finish, requeues the rest, and exits 0.
+Bodies are decoded here, not by kombu: kombu's decode-error path acks and drops a bad message (or raises out
+of ``drain_events``); here anything the worker cannot read (properties, compression, encoding, body) goes to
+the dead-letter queue with the reason and an ``invalid`` result, and the worker keeps going. On SIGTERM the
+worker stops taking jobs, gives those in flight ``shutdown_budget_s`` to finish, requeues the rest, and
+exits 0. While the Chat API refuses the worker's credentials it consumes nothing (:mod:`worker.gate`).
 """
 
 from __future__ import annotations
@@ -30,31 +32,35 @@ import orjson
 import structlog
 from kombu import Connection, Consumer
 
+from worker.broker import headers as h
 from worker.broker.topology import Publisher, QueueNames, Topology, connect, is_embedded
 from worker.config import Settings
+from worker.gate import CredentialGate, GateObserver
 from worker.jobs import InvalidJob, Job, parse_job
 from worker.ledger import open_ledger
 from worker.pipeline import BreakerPolicy, Policy
 from worker.redact import bounded
-from worker.results import JobResult, failed_result
-from worker.runner import Action, RetryPolicy, RuleSource, Settlement, execute
+from worker.results import JobResult
+from worker.retry import RetryPolicy
+from worker.runner import Action, RuleSource, Settlement, execute
 from worker.tim.client import RetryPolicy as CallRetryPolicy
 from worker.tim.client import TimClient
+from worker.tim.credentials import check_credentials
 
 log = structlog.get_logger("worker.consumer")
 
-ATTEMPT_HEADER = "x-attempt"
 #: How long the loop waits for a delivery. Finished jobs are settled between waits (a prefetch slot frees
 #: only on ack), so the wait is short while jobs run; idle, a delivery ends the wait at once anyway.
 IDLE_TICK_S = 0.25
 BUSY_TICK_S = 0.01
 
 
-class WorkerObserver(Protocol):
-    """Told how each job ends (metrics hook)."""
+class WorkerObserver(GateObserver, Protocol):
+    """Told how each job ends, and what the credential checks say (metrics hook)."""
 
     def job_finished(self, result: JobResult, dead_reason: str | None) -> None: ...
     def job_retried(self) -> None: ...
+    def result_repeated(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -63,6 +69,8 @@ class WorkerState:
 
     connected: bool = False
     rules_loaded: bool = False
+    #: None until the first credential check answered; then whether the Chat API accepted them.
+    credentials_ok: bool | None = None
     last_tick: float = field(default_factory=time.monotonic)
     in_flight: int = 0
     stopping: bool = False
@@ -176,6 +184,11 @@ class Worker:
         self._consumer_conn: Connection | None = None
         self._publisher: Publisher | None = None
         self._stop_deadline: float | None = None
+        self.gate = CredentialGate(
+            self._start_credential_check,
+            recheck_s=settings.credential_recheck_s,
+            observer=self._gate_observer(),
+        )
 
     # lifecycle --------------------------------------------------------------------------------------
 
@@ -205,6 +218,26 @@ class Worker:
 
     async def _make_client(self) -> TimClient:
         return self._client_factory(self.settings)
+
+    def _start_credential_check(self) -> concurrent.futures.Future[None]:
+        if self._client is None:
+            raise RuntimeError("the worker's client is not running")
+        return self._jobs.submit(check_credentials(self._client, self.settings.tim_admin))
+
+    def _gate_observer(self) -> GateObserver:
+        worker = self
+
+        class Observer:
+            def credentials_checked(self, ok: bool) -> None:
+                worker.state.credentials_ok = ok
+                if worker._observer is not None:
+                    worker._observer.credentials_checked(ok)
+
+            def credential_error(self, code: int) -> None:
+                if worker._observer is not None:
+                    worker._observer.credential_error(code)
+
+        return Observer()
 
     def _consume_until_stopped(self) -> None:
         backoff = 1.0
@@ -244,23 +277,30 @@ class Worker:
                 channel,
                 queues=[self.topology.queue(self.names.jobs)],
                 on_message=self._on_delivery,
+                on_decode_error=self._on_undecodable,
                 prefetch_count=settings.concurrency,
                 accept=[],  # bodies are decoded by _on_delivery, never by kombu
             )
-            consumer.consume()
             self.state.connected = True
-            log.info("worker.consuming", queue=self.names.jobs, concurrency=settings.concurrency)
-            cancelled = False
+            consuming = False
             while True:
                 self._tick(consumer_conn)
-                if self._stop_requested.is_set() and not cancelled:
-                    consumer.cancel()  # no new deliveries; the ones in flight finish below
-                    cancelled = True
-                if cancelled and not self._in_flight:
-                    return
-                if cancelled and self._shutdown_deadline_passed():
-                    self._abandon_in_flight("shutdown budget spent", requeue=True)
-                    return
+                self.gate.poll()
+                # Consume only while the credentials are accepted and no stop was asked for.
+                wanted = self.gate.open and not self._stop_requested.is_set()
+                if wanted != consuming:
+                    consuming = wanted
+                    if wanted:
+                        consumer.consume()
+                        log.info("worker.consuming", queue=self.names.jobs, concurrency=settings.concurrency)
+                    else:
+                        consumer.cancel()  # no new deliveries; the ones in flight finish below
+                if self._stop_requested.is_set():
+                    if not self._in_flight:
+                        return
+                    if self._shutdown_deadline_passed():
+                        self._abandon_in_flight("shutdown budget spent", requeue=True)
+                        return
                 if self._idle_long_enough():
                     return
         finally:
@@ -312,24 +352,43 @@ class Worker:
 
     def _on_delivery(self, message: Any) -> None:
         self._last_activity = time.monotonic()
-        headers = message.headers or {}
-        attempt = headers.get(ATTEMPT_HEADER, 1)
-        attempt = attempt if isinstance(attempt, int) and attempt >= 1 else 1
         try:
-            job = parse_job(message.body)
+            self._accept(message)
+        except Exception as exc:  # a delivery the worker cannot read must never stop it
+            log.exception("job.unreadable")
+            error = f"the delivery could not be read: {type(exc).__name__}: {exc}"
+            self._refuse(message, "undecodable", error)
+
+    def _on_undecodable(self, message: Any, exc: BaseException) -> None:
+        """kombu could not decode the delivery (its ``compression`` header, say): dead-letter it."""
+        self._last_activity = time.monotonic()
+        compression = h.plain(h.ORIGINAL_COMPRESSION, h.headers_of(message).get("compression"))
+        what = f"compressed as {compression!r}" if compression else "as delivered"
+        self._refuse(message, "undecodable", f"the body does not decode {what}: {type(exc).__name__}: {exc}")
+
+    def _accept(self, message: Any) -> None:
+        headers = h.headers_of(message)
+        problem = h.transport_problem(message)
+        if problem is not None:
+            self._refuse(message, "undecodable", problem)
+            return
+        attempt = h.attempt_of(headers)
+        try:
+            job = parse_job(h.raw_body(message))
         except InvalidJob as exc:
-            self._reject_invalid(message, exc, attempt)
+            self._refuse(message, "invalid_job", str(exc), job_id=exc.job_id, attempt=attempt)
             return
-        if self._stop_requested.is_set():
-            message.requeue()
+        if self._stop_requested.is_set() or not self.gate.open:
+            self._requeue(message)
             return
-        future = self._jobs.submit(self._execute(job, attempt))
+        replayed, deliveries = h.REPLAYED_AT in headers, h.delivery_count(headers)
+        future = self._jobs.submit(self._execute(job, attempt, replayed=replayed, deliveries=deliveries))
         self._in_flight[future] = InFlight(message, job, attempt, time.monotonic())
         self.state.in_flight = len(self._in_flight)
         future.add_done_callback(self._done.put)
         log.info("job.started", job_id=job.job_id, attempt=attempt, conversation=job.conversation.type)
 
-    async def _execute(self, job: Job, attempt: int) -> Settlement:
+    async def _execute(self, job: Job, attempt: int, *, replayed: bool, deliveries: int) -> Settlement:
         if self._client is None:
             raise RuntimeError("the worker's client is not running")
         # Every log line of this job's task, the client's included, carries these fields.
@@ -345,13 +404,15 @@ class Worker:
             policy=self.policy,
             retry=self.retry,
             timeout_s=self.settings.job_timeout_s,
+            replayed=replayed,
+            deliveries=deliveries,
         )
 
-    def _reject_invalid(self, message: Any, error: InvalidJob, attempt: int) -> None:
-        result = failed_result(
-            None, job_id=error.job_id, status="invalid", error=str(error), attempts=attempt, duration_s=0
-        )
-        self._publish_outcome(message, result, dead_reason="invalid_job", error=str(error))
+    def _refuse(
+        self, message: Any, reason: str, error: str, *, job_id: str | None = None, attempt: int = 1
+    ) -> None:
+        """A delivery that holds no runnable job: dead-letter it with ``reason`` and an ``invalid`` result."""
+        self._finish(message, Settlement.refused(None, h.valid_job_id(job_id), reason, error, attempt))
 
     def _settle_finished(self) -> None:
         while True:
@@ -365,70 +426,67 @@ class Worker:
                 continue
             self._last_activity = time.monotonic()
             settlement = future.result()
-            if settlement.action is Action.RETRY:
-                self._retry(flight, settlement)
+            if settlement.action is Action.FINISH:
+                self._finish(flight.message, settlement)
             else:
-                if settlement.result is None:
-                    raise RuntimeError("a finishing settlement carries its result")
-                self._publish_outcome(
-                    flight.message,
-                    settlement.result,
-                    dead_reason=settlement.dead_reason,
-                    error=settlement.error,
-                    escalate=settlement.escalate,
-                )
+                self._republish(flight, settlement)
 
-    def _publish_outcome(
-        self,
-        message: Any,
-        result: JobResult,
-        *,
-        dead_reason: str | None,
-        error: str | None,
-        escalate: bool = False,
-    ) -> None:
-        """Publish the result (and escalation, dead letter), then ack; on a failed publish, requeue."""
-        body = result.to_json()
+    def _finish(self, message: Any, settlement: Settlement) -> None:
+        """Publish a settlement's dead letter, escalation and result, then ack; on failure, requeue."""
+        result = settlement.result
+        if result is None:
+            raise RuntimeError("a finishing settlement carries its result")
+        job_id = h.valid_job_id(result.job_id) or ""
         try:
             publisher = self._current_publisher()
-            if dead_reason is not None:
-                publisher.publish(
-                    self.names.dead,
-                    _raw_body(message),
-                    headers=_dead_headers(message, result, dead_reason, error),
-                )
-            if escalate:
-                publisher.publish(self.names.escalations, body, headers={"x-job-id": result.job_id or ""})
+            if settlement.dead_reason is not None:
+                dead, binary = _dead_letter(message, settlement, job_id)
+                publisher.publish(self.names.dead, h.raw_body(message), headers=dead, binary=binary)
+            if settlement.escalate:
+                publisher.publish(self.names.escalations, settlement.body, headers={h.JOB_ID: job_id})
             publisher.publish(
-                self.names.results, body, headers={"x-job-id": result.job_id or "", "x-status": result.status}
+                self.names.results, settlement.body, headers={h.JOB_ID: job_id, h.STATUS: result.status}
             )
         except Exception as exc:  # noqa: BLE001 - not stored means not acked: requeue and say why
-            log.error("job.publish_failed", job_id=result.job_id, error=str(exc))
+            log.error("job.publish_failed", job_id=job_id, error=bounded(str(exc), 500))
             self._requeue(message)
             return
-        message.ack()
+        _ack(message)
+        if settlement.repeated:
+            log.info("job.result_repeated", job_id=job_id, status=result.status)
+            if self._observer is not None:
+                self._observer.result_repeated()
+            return
         self.state.count(result.status)
         log.info(
             "job.result", **_log_summary(result, self.settings.log_text_limit, self.settings.log_text_hash)
         )
         if self._observer is not None:
-            self._observer.job_finished(result, dead_reason)
+            self._observer.job_finished(result, settlement.dead_reason)
 
-    def _retry(self, flight: InFlight, settlement: Settlement) -> None:
+    def _republish(self, flight: InFlight, settlement: Settlement) -> None:
+        """A retry (next attempt, after its delay) or a hold (same attempt, after the credential recheck)."""
+        held = settlement.action is Action.HOLD
         headers = {
-            **(flight.message.headers or {}),
-            ATTEMPT_HEADER: flight.attempt + 1,
-            "x-last-error": bounded(settlement.error or "", 500),
+            **h.own(h.headers_of(flight.message)),
+            h.JOB_ID: flight.job.job_id,
+            h.ATTEMPT: flight.attempt if held else flight.attempt + 1,
+            h.LAST_ERROR: bounded(settlement.error or "", 500),
         }
+        delay_s = self.gate.recheck_s if held else settlement.retry_delay_s
         try:
             self._current_publisher().publish(
-                self.names.jobs, _raw_body(flight.message), headers=headers, delay_s=settlement.retry_delay_s
+                self.names.jobs, h.raw_body(flight.message), headers=headers, delay_s=delay_s
             )
         except Exception as exc:  # noqa: BLE001 - not stored means not acked: requeue and say why
-            log.error("job.retry_publish_failed", job_id=flight.job.job_id, error=str(exc))
+            log.error("job.retry_publish_failed", job_id=flight.job.job_id, error=bounded(str(exc), 500))
             self._requeue(flight.message)
             return
-        flight.message.ack()
+        _ack(flight.message)
+        if held:
+            self.gate.rejected(settlement.credential_code or 0, settlement.error or "")
+            self.state.count("held")
+            return
         self.state.count("retried")
         if self._observer is not None:
             self._observer.job_retried()
@@ -443,7 +501,7 @@ class Worker:
         try:
             message.requeue()
         except Exception as exc:  # noqa: BLE001 - the broker redelivers unacked messages on reconnect anyway
-            log.warning("job.requeue_failed", error=str(exc))
+            log.warning("job.requeue_failed", error=bounded(str(exc), 500))
 
     def _abandon_in_flight(self, why: str, *, requeue: bool = False) -> None:
         """Cancel running jobs; their deliveries go back to the queue (explicitly, or with the channel)."""
@@ -456,20 +514,39 @@ class Worker:
         self.state.in_flight = 0
 
 
-def _raw_body(message: Any) -> bytes:
-    body = message.body
-    return body if isinstance(body, bytes) else str(body).encode()
+def _ack(message: Any) -> None:
+    """Acknowledge a delivery, whether kombu could wrap it in its own message class or not."""
+    if hasattr(message, "ack"):
+        message.ack()
+    else:  # a raw py-amqp message (kombu failed before wrapping it)
+        message.channel.basic_ack(message.delivery_tag)
 
 
-def _dead_headers(message: Any, result: JobResult, reason: str, error: str | None) -> dict[str, Any]:
-    return {
-        **(message.headers or {}),
-        "x-dead-reason": reason,
-        "x-dead-error": bounded(error or "", 2000),
-        "x-job-id": result.job_id or "",
-        "x-attempts": result.attempts,
-        "x-dead-at": int(time.time()),
+def _dead_letter(message: Any, settlement: Settlement, job_id: str) -> tuple[dict[str, Any], bool]:
+    """The headers of a delivery's dead letter, and whether its body is opaque bytes rather than JSON.
+
+    Only the worker's own headers are carried, bounded: a producer's oversized or oddly typed header can
+    never make the dead letter unpublishable. What the body arrived as is kept for the record.
+    """
+    original = h.headers_of(message)
+    result = settlement.result
+    headers: dict[str, Any] = {
+        **h.own(original),
+        h.DEAD_REASON: settlement.dead_reason or "",
+        h.DEAD_ERROR: bounded(settlement.error or "", 2000),
+        h.ATTEMPTS: result.attempts if result is not None else 1,
+        h.DEAD_AT: int(time.time()),
     }
+    headers.pop(h.JOB_ID, None)
+    if job_id:
+        headers[h.JOB_ID] = job_id
+    compression = h.plain(h.ORIGINAL_COMPRESSION, original.get("compression"))
+    content_type = h.plain(h.ORIGINAL_CONTENT_TYPE, getattr(message, "content_type", None))
+    if compression:
+        headers[h.ORIGINAL_COMPRESSION] = compression
+    if content_type:
+        headers[h.ORIGINAL_CONTENT_TYPE] = content_type
+    return headers, settlement.dead_reason == "undecodable"
 
 
 def _shown_text(text: str, limit: int, hashed: bool) -> str:

@@ -1,7 +1,8 @@
 """Health, readiness and Prometheus metrics, served over HTTP by the worker process.
 
 - ``/healthz`` (liveness): the consume loop has ticked recently; a stuck loop fails it.
-- ``/readyz`` (readiness): connected to the broker, rule sets loaded, not shutting down.
+- ``/readyz`` (readiness): connected to the broker, rule sets loaded, credentials accepted by the Chat API,
+  not shutting down.
 - ``/metrics``: Prometheus text format; counters end in ``_total``, durations are ``_seconds`` histograms.
 """
 
@@ -79,6 +80,23 @@ class Metrics:
         self.api_retries = Counter(
             "recall_tim_retries_total", "Chat REST API calls retried.", ["command"], registry=r
         )
+        self.results_repeated = Counter(
+            "recall_results_repeated_total",
+            "Results published again for a job the ledger had already settled (a redelivery).",
+            registry=r,
+        )
+        self.credentials_ok = Gauge(
+            "recall_credentials_ok",
+            "1 when the Chat API accepted the credentials at the last check, 0 when it refused them.",
+            registry=r,
+        )
+        self.credentials_ok.set(float("nan"))  # unknown until the first check answers: not a 0 to alert on
+        self.credential_errors = Counter(
+            "recall_credential_errors_total",
+            "Credential errors (70001, 70003, 70009, 70013, 70014, ...) from the Chat API, by code.",
+            ["code"],
+            registry=r,
+        )
         self.rate_waited = Counter(
             "recall_tim_rate_limit_wait_seconds_total",
             "Time spent waiting for the rate limiter.",
@@ -106,6 +124,17 @@ class Metrics:
     def job_retried(self) -> None:
         self.job_retries.inc()
 
+    def result_repeated(self) -> None:
+        self.results_repeated.inc()
+
+    # credential gate hooks
+
+    def credentials_checked(self, ok: bool) -> None:
+        self.credentials_ok.set(1 if ok else 0)
+
+    def credential_error(self, code: int) -> None:
+        self.credential_errors.labels(str(code)).inc()
+
     # Chat REST client hooks (CallObserver)
 
     def attempt(self, command: str, outcome: str, latency_s: float) -> None:
@@ -128,12 +157,13 @@ def health(state: WorkerState) -> tuple[int, dict[str, Any]]:
 
 
 def readiness(state: WorkerState) -> tuple[int, dict[str, Any]]:
-    """Readiness: broker connected, rules loaded, not stopping."""
-    ok = state.connected and state.rules_loaded and not state.stopping
+    """Readiness: broker connected, rules loaded, credentials accepted, not stopping."""
+    ok = state.connected and state.rules_loaded and state.credentials_ok is True and not state.stopping
     detail = {
         "ok": ok,
         "broker_connected": state.connected,
         "rules_loaded": state.rules_loaded,
+        "credentials_accepted": state.credentials_ok,
         "stopping": state.stopping,
         "in_flight": state.in_flight,
     }

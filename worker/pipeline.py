@@ -2,10 +2,10 @@
 
 The plan is a pure function of the job, the matches and the policy: only messages the suspect sent inside
 the window are recalled; what is already recalled, a hole, someone else's message, a protected account's
-message, or matched only by a ``flag`` rule (or by a rule whose circuit breaker is tripped) is left, each
-with its reason; flagged and breaker-held messages go to a plan for review. More than ``max_recalls``
-candidates escalate the job: everything goes to a plan, nothing is recalled. A dry run stores its plan and
-never calls a recall API.
+message, a message a moderator decided to keep (a rejected plan), or matched only by a ``flag`` rule (or by
+a rule whose circuit breaker is tripped) is left, each with its reason; flagged and breaker-held messages
+go to a plan for review. More than ``max_recalls`` candidates escalate the job: everything goes to a plan,
+nothing is recalled. A dry run stores its plan and never calls a recall API.
 
 The ledger is the source of truth: every matched message's evidence is committed before any recall of it;
 a message some job already recalled is never recalled again; after recalling, the window is read again to
@@ -58,6 +58,7 @@ class SkipReason(enum.StrEnum):
     NOT_FOUND = "gone_before_recall"
     NOT_IN_WINDOW_NOW = "no_longer_in_history"
     CLAIMED = "being_recalled_by_another_job"
+    REJECTED = "rejected_by_moderator"
 
 
 #: Messages handed to the rules at once.
@@ -147,10 +148,19 @@ class Plan:
 
 
 def plan_recalls(
-    job: Job, matched: Iterable[Matched], policy: Policy, open_breakers: Iterable[str] = ()
+    job: Job,
+    matched: Iterable[Matched],
+    policy: Policy,
+    open_breakers: Iterable[str] = (),
+    rejected: Iterable[str] = (),
 ) -> Plan:
-    """Decide which matched messages the job may recall. Pure."""
+    """Decide which matched messages the job may recall. Pure.
+
+    ``rejected`` names messages (MsgKeys) a moderator decided to keep by rejecting a plan of them: they are
+    neither recalled nor put in a new plan.
+    """
     held = set(open_breakers)
+    kept_by_moderator = set(rejected)
     to_recall: list[MessageRef] = []
     skipped: list[tuple[str, SkipReason]] = []
     for item in sorted(matched, key=lambda m: (m.ref.timestamp, m.ref.msg_key)):
@@ -166,6 +176,8 @@ def plan_recalls(
             skipped.append((ref.msg_key, SkipReason.ALREADY_RECALLED))
         elif ref.state is MessageState.HOLE:
             skipped.append((ref.msg_key, SkipReason.HOLE))
+        elif ref.msg_key in kept_by_moderator:
+            skipped.append((ref.msg_key, SkipReason.REJECTED))
         elif not recall_rules:
             skipped.append((ref.msg_key, SkipReason.FLAG_ONLY))
         elif recall_rules <= held:
@@ -369,7 +381,11 @@ class Run:
             await self._ledger(self.ledger.trip_breaker, rule_id, for_s=breaker.cooldown_s, reason=why)
         await self._ledger(self.ledger.record_rule_stats, job_pk, counts, self.stats.messages)
         open_breakers = await self._ledger(self.ledger.open_breakers)
-        return matched, plan_recalls(self.job, matched, self.policy, open_breakers), ids, trips
+        rejected = await self._ledger(self.ledger.rejected_messages, ids.values())
+        keys_by_id = {pk: key for key, pk in ids.items()}
+        kept = [keys_by_id[pk] for pk in rejected if pk in keys_by_id]
+        plan = plan_recalls(self.job, matched, self.policy, open_breakers, kept)
+        return matched, plan, ids, trips
 
     async def recall_claimed(
         self, job_pk: int, refs: list[MessageRef], ids: dict[str, int]

@@ -1,4 +1,5 @@
-"""Moderators' decisions on stored recall plans: approving queues an apply job, rejecting records why."""
+"""Moderators' decisions on stored recall plans: approving queues an apply job, rejecting records why and
+holds the plan's messages back from later jobs, reopening puts a rejected plan back to review."""
 
 from __future__ import annotations
 
@@ -34,15 +35,24 @@ def approve(ledger: Ledger, queues: Queues, plan_id: int, *, by: str, note: str 
 
 
 def requeue(ledger: Ledger, queues: Queues, plan_id: int) -> Job:
-    """Queue the apply job of an approved plan again (it recalls nothing twice)."""
+    """Queue the apply job of an approved plan again (it recalls nothing twice).
+
+    If that job failed, it runs again; if it settled otherwise, its stored result is published again.
+    """
     plan = ledger.plan(plan_id)
     if plan.status not in ("approved", "applied"):
         raise ValueError(f"plan {plan_id} is {plan.status}; only an approved plan has an apply job")
     job = apply_job_for(plan)
-    queues.submit([job])
+    queues.submit([job], rerun=True)
     return job
 
 
 def reject(ledger: Ledger, plan_id: int, *, by: str, note: str | None = None) -> PlanView:
-    """Reject a pending plan: nothing of it will be recalled."""
+    """Reject a pending plan: nothing of it will be recalled, by it or by any later job, until a newer
+    decision (approving a plan with the same messages, or reopening this one)."""
     return ledger.decide_plan(plan_id, approve=False, by=by, note=note)
+
+
+def reopen(ledger: Ledger, plan_id: int, *, by: str, note: str | None = None) -> PlanView:
+    """Put a rejected plan back to review; its messages are no longer held back by the rejection."""
+    return ledger.reopen_plan(plan_id, by=by, note=note)

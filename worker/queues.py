@@ -1,4 +1,9 @@
-"""Operator tools over the queues: submit jobs, read results and dead letters, replay dead letters."""
+"""Operator tools over the queues: submit jobs, read results and dead letters, replay dead letters.
+
+Messages are read as raw bytes, never decoded by kombu: a dead letter is often there precisely because it
+does not decode (a bad ``compression`` header, a body that is not JSON), and the tools must still list and
+replay it.
+"""
 
 from __future__ import annotations
 
@@ -9,34 +14,21 @@ from typing import Any
 
 from kombu import Connection
 
+from worker.broker import headers as h
 from worker.broker.topology import Publisher, QueueNames, Topology, connect, is_embedded
 from worker.config import Settings
 from worker.jobs import Job
-
-REPLAY_DROP_HEADERS = (
-    "x-attempt",
-    "x-dead-reason",
-    "x-dead-error",
-    "x-dead-at",
-    "x-attempts",
-    "x-last-error",
-    "x-death",
-    "x-delivery-count",
-    "x-first-death-exchange",
-    "x-first-death-queue",
-    "x-first-death-reason",
-    "x-last-death-exchange",
-    "x-last-death-queue",
-    "x-last-death-reason",
-)
+from worker.retry import RetryPolicy
 
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A message read from a queue."""
+    """A message read from a queue, as it was sent: raw body, headers, what the body says it is."""
 
     body: bytes
     headers: dict[str, Any]
+    content_type: str | None = None
+    content_encoding: str | None = None
 
 
 class Queues:
@@ -52,16 +44,21 @@ class Queues:
         conn.ensure_connection(max_retries=3)
         return conn
 
-    def submit(self, jobs: Iterable[Job]) -> int:
-        """Publish ``jobs`` to the jobs queue (confirmed); returns how many."""
+    def submit(self, jobs: Iterable[Job], *, rerun: bool = False) -> int:
+        """Publish ``jobs`` to the jobs queue (confirmed); returns how many.
+
+        With ``rerun``, a job the ledger holds as ``failed`` runs again instead of having its stored result
+        published again (what ``dlq replay`` and ``plans requeue`` ask for).
+        """
         with self._connect(confirm=True) as conn:
             publisher = Publisher(conn, self.topology, confirm_timeout_s=self.settings.confirm_timeout_s)
             count = 0
             for job in jobs:
+                headers: dict[str, Any] = {h.JOB_ID: job.job_id}
+                if rerun:
+                    headers[h.REPLAYED_AT] = int(time.time())
                 publisher.publish(
-                    self.names.jobs,
-                    job.model_dump_json(exclude_none=True).encode(),
-                    headers={"x-job-id": job.job_id},
+                    self.names.jobs, job.model_dump_json(exclude_none=True).encode(), headers=headers
                 )
                 count += 1
         return count
@@ -91,36 +88,41 @@ class Queues:
             deadline = time.monotonic() + wait_s
             count = 0
             while limit is None or count < limit:
-                message = bound.get(no_ack=False, accept=None)
+                message = _get_raw(bound.channel, queue)
                 if message is None:
                     if count or time.monotonic() >= deadline:
                         return
                     time.sleep(0.1)
                     continue
-                body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-                yield Envelope(body, dict(message.headers or {}))
+                yield Envelope(
+                    h.raw_body(message),
+                    h.headers_of(message),
+                    getattr(message, "content_type", None),
+                    getattr(message, "content_encoding", None),
+                )
                 count += 1
                 if take:
                     message.ack()
 
     def replay_dead(self, *, job_ids: set[str] | None = None) -> int:
-        """Move dead letters (all, or those of ``job_ids``) back to the jobs queue as first attempts."""
+        """Move dead letters (all, or those of ``job_ids``) back to the jobs queue as first attempts.
+
+        A replayed job that the ledger holds as ``failed`` runs again (``x-replayed-at``); one it holds as
+        settled otherwise has its stored result published again.
+        """
         moved = 0
         with self._connect(confirm=True) as conn:
             publisher = Publisher(conn, self.topology, confirm_timeout_s=self.settings.confirm_timeout_s)
             channel = conn.channel()
             self.topology.declare(channel, self.names.dead)
-            dead = self.topology.queue(self.names.dead)(channel)
             skipped = []
-            while (message := dead.get(no_ack=False, accept=None)) is not None:
-                headers = dict(message.headers or {})
-                if job_ids is not None and headers.get("x-job-id") not in job_ids:
+            while (message := _get_raw(channel, self.names.dead)) is not None:
+                headers = h.headers_of(message)
+                if job_ids is not None and headers.get(h.JOB_ID) not in job_ids:
                     skipped.append(message)
                     continue
-                clean = {k: v for k, v in headers.items() if k not in REPLAY_DROP_HEADERS}
-                clean["x-replayed-at"] = int(time.time())
-                body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-                publisher.publish(self.names.jobs, body, headers=clean)
+                replayed = {**h.own(headers, (h.JOB_ID,)), h.REPLAYED_AT: int(time.time())}
+                publisher.publish(self.names.jobs, h.raw_body(message), headers=replayed)
                 message.ack()
                 moved += 1
             for message in skipped:
@@ -136,11 +138,29 @@ class Queues:
                 self.topology.queue(name)(channel).purge()
 
     def delete_all(self, extra: Iterable[str] = ()) -> None:
-        """Delete every queue of this prefix (tests)."""
+        """Delete every queue of this prefix, the retry queues of the settings' delays included (tests)."""
+        delays = RetryPolicy(
+            self.settings.max_attempts, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
+        ).delays_s()
+        retries = [self.names.retry(round(delay * 1000)) for delay in delays]
+        retries.append(self.names.retry(round(self.settings.credential_recheck_s * 1000)))
         with self._connect() as conn:
             channel = conn.channel()
-            for name in (*self.names.fixed(), *extra):
+            for name in (*self.names.fixed(), *retries, *extra):
                 try:
                     self.topology.queue(name)(channel).delete()
                 except Exception:  # noqa: BLE001 - a queue that does not exist is already gone
                     channel = conn.channel()
+
+
+def _get_raw(channel: Any, queue: str) -> Any:
+    """One message from ``queue``, unacknowledged, wrapped by the transport but never decoded.
+
+    ``Queue.get`` re-raises a decoding error (a bad ``compression`` header) and loses the message's place;
+    here such a message comes back with its raw body, so it can be shown and replayed.
+    """
+    raw = channel.basic_get(queue=queue, no_ack=False)
+    if raw is None:
+        return None
+    to_python = getattr(channel, "message_to_python", None)
+    return to_python(raw) if to_python is not None else raw

@@ -79,6 +79,9 @@ class JobResult(BaseModel):
     attempts: int = 1
     duration_s: float = 0.0
     error: str | None = None
+    #: Why an ``invalid`` or ``failed`` job ended so: its dead-letter reason (``invalid_job``,
+    #: ``undecodable``, ``job_id_conflict``, ``attempts_exhausted``, ...).
+    reason: str | None = None
     finished_at: float = Field(default_factory=time.time)
     worker: str = WORKER_ID
 
@@ -164,7 +167,14 @@ def result_of(job: Job, report: JobReport, *, attempts: int, duration_s: float) 
 
 
 def failed_result(
-    job: Job | None, *, job_id: str | None, status: Status, error: str, attempts: int, duration_s: float
+    job: Job | None,
+    *,
+    job_id: str | None,
+    status: Status,
+    error: str,
+    attempts: int,
+    duration_s: float,
+    reason: str | None = None,
 ) -> JobResult:
     """The result of a job that could not run (invalid) or gave up (failed)."""
     fields = _job_fields(job) if job is not None else {"job_id": job_id}
@@ -172,6 +182,7 @@ def failed_result(
         **fields,
         status=status,
         error=bounded(redact(error), 1000),
+        reason=reason,
         attempts=attempts,
         duration_s=round(duration_s, 3),
     )

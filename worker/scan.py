@@ -16,6 +16,7 @@ from worker.config import Settings
 from worker.consumer import make_client, policy_of
 from worker.jobs import InvalidJob, Job
 from worker.ledger import open_ledger
+from worker.ledger.store import JobIdConflict, Settled
 from worker.pipeline import run_job
 from worker.results import JobResult, MatchRecord, result_of
 from worker.rulebook import Rulebook
@@ -133,20 +134,30 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     ledger = open_ledger(settings.database_url)
     started = time.perf_counter()
     try:
-        job_pk = ledger.start_job(job, ruleset_version=rulebook.version)
-        async with make_client(settings) as client:
-            progress = ProgressCaller(client, job.since, job.until)
-            report = await run_job(
-                job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=job_pk
+        start = ledger.start_job(job, ruleset_version=rulebook.version)
+        if isinstance(start, Settled):
+            # The same scan (same --job-id and window) already ran: show what it did, run nothing again.
+            result = JobResult.model_validate_json(start.result)
+            print(f"recall-worker scan: job {job.job_id} already ran; its result:", file=sys.stderr)
+        else:
+            async with make_client(settings) as client:
+                progress = ProgressCaller(client, job.since, job.until)
+                report = await run_job(
+                    job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=start.pk
+                )
+            result = result_of(job, report, attempts=start.attempt, duration_s=time.perf_counter() - started)
+            ledger.settle_job(
+                start.pk,
+                status=result.status,
+                result=result.to_json(),
+                error=result.error,
+                scanned=result.messages_scanned,
+                pages=result.pages_fetched,
+                dead_reason=None,
             )
-        result = result_of(job, report, attempts=1, duration_s=time.perf_counter() - started)
-        ledger.finish_job(
-            job_pk,
-            status=result.status,
-            error=result.error,
-            scanned=result.messages_scanned,
-            pages=result.pages_fetched,
-        )
+    except JobIdConflict as exc:
+        print(f"recall-worker scan: {exc}", file=sys.stderr)
+        return 2
     finally:
         ledger.dispose()
     for line in summary_lines(result):

@@ -5,10 +5,13 @@
   a build context that holds what the build copies).
 - The manifests: each overlay built with kustomize, every object validated against the Kubernetes schemas
   (custom resources against ``crd_schemas``), and what production needs of them asserted: probes,
-  security context, resources, grace period against the shutdown budget, the key as a Secret file, rules
-  hot reload, scaling, disruption budget, network policy, monitoring, alerts, the staging emulator.
+  security context, resources, grace period against the shutdown budget, the ledger's migration step, the
+  key as a Secret file, rules hot reload, scaling (on the queue the overlay's prefix names, also in a copied
+  or a new overlay), disruption budget, network policy, monitoring, alerts (and the README's table of them),
+  the staging emulator.
 - The process: the installed entry point started the way the Deployment starts it (its environment, its
-  Secret and ConfigMap files, its arguments), probed on the manifest's paths and stopped with SIGTERM.
+  Secret and ConfigMap files, its arguments), probed on the manifest's paths and stopped with SIGTERM; the
+  migration step run the way its init container runs it, on a fresh and on an up-to-date ledger.
 
 Under ``CI=true`` a missing tool (hadolint, kubectl or kustomize) is a failure; elsewhere the tests that
 need it are skipped, naming it.
@@ -24,6 +27,7 @@ import re
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,10 +43,13 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from alembic.script import ScriptDirectory
 
 from tests.deploy.crd_schemas import SCHEMAS
 from tests.services import free_port
+from worker.broker.topology import QueueNames
 from worker.config import Settings
+from worker.ledger.migrate import MIGRATIONS
 from worker.observability import Metrics
 from worker.results import Status
 from worker.tim.regions import REGION_DOMAINS
@@ -51,6 +58,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 OVERLAYS = ("example", "staging")
+OVERLAY_DIR = DEPLOY / "k8s" / "overlays"
+# The component every overlay includes so that its RECALL_QUEUE_PREFIX also names the queue KEDA watches.
+QUEUE_NAME_COMPONENT = DEPLOY / "k8s" / "components" / "queue-name"
 # The oldest Kubernetes minor still commonly run, and the newest the schemas ship.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 BIN = Path(sys.executable).parent
@@ -76,6 +86,9 @@ DOCUMENTED_METRICS = (
     "recall_tim_call_duration_seconds",
     "recall_tim_retries_total",
     "recall_tim_rate_limit_wait_seconds_total",
+    "recall_results_repeated_total",
+    "recall_credentials_ok",
+    "recall_credential_errors_total",
 )
 # Volume types the "restricted" Pod Security Standard allows.
 RESTRICTED_VOLUMES = {
@@ -325,19 +338,18 @@ def test_the_build_context_holds_what_the_build_copies_and_nothing_else() -> Non
 # the manifests -------------------------------------------------------------------------------------------
 
 
-@cache
-def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
-    result = subprocess.run(
-        kustomize_command(DEPLOY / "k8s" / "overlays" / overlay),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+def build(path: Path) -> tuple[dict[str, Any], ...]:
+    """The objects a kustomization renders."""
+    result = subprocess.run(kustomize_command(path), capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     docs = tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
-    assert docs, f"{overlay} renders nothing"
+    assert docs, f"{path} renders nothing"
     return docs
+
+
+@cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    return build(OVERLAY_DIR / overlay)
 
 
 def one(overlay: str, kind: str, name: str) -> dict[str, Any]:
@@ -364,6 +376,44 @@ def worker_container(overlay: str) -> dict[str, Any]:
     containers: list[dict[str, Any]] = pod_spec(overlay)["containers"]
     assert len(containers) == 1, "the worker's pod runs the worker only"
     return containers[0]
+
+
+def migration_container(overlay: str) -> dict[str, Any]:
+    """The init container that brings the ledger's schema up to date before the worker starts."""
+    found: list[dict[str, Any]] = [
+        c
+        for c in pod_spec(overlay).get("initContainers", [])
+        if c.get("args", [])[:2] == ["ledger", "upgrade"]
+    ]
+    assert len(found) == 1, f"{overlay}: expected one init container running `recall-worker ledger upgrade`"
+    return found[0]
+
+
+def quantity(value: str | int | float) -> float:
+    """A Kubernetes resource quantity (250m, 1, 256Mi, 1G) as a number."""
+    text = str(value)
+    units = (("Ki", 2**10), ("Mi", 2**20), ("Gi", 2**30), ("m", 1e-3), ("k", 1e3), ("M", 1e6), ("G", 1e9))
+    for suffix, factor in units:
+        if text.endswith(suffix):
+            return float(text.removesuffix(suffix)) * factor
+    return float(text)
+
+
+def jobs_queues(docs: tuple[dict[str, Any], ...]) -> tuple[str, str]:
+    """The jobs queue the rendered worker consumes (from its settings) and the one KEDA watches."""
+    [deployment] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == WORKER]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    settings: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            name = source["configMapRef"]["name"]
+            [config_map] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name]
+            settings.update(config_map["data"])
+    settings.update({v["name"]: v["value"] for v in container.get("env", []) if "value" in v})
+    prefix = settings.get("RECALL_QUEUE_PREFIX", Settings.model_fields["queue_prefix"].default)
+    [scaled] = [d for d in docs if d["kind"] == "ScaledObject" and d["metadata"]["name"] == WORKER]
+    [trigger] = [t for t in scaled["spec"]["triggers"] if t["type"] == "rabbitmq"]
+    return QueueNames(prefix).jobs, trigger["metadata"]["queueName"]
 
 
 def container_port(container: dict[str, Any], name: str) -> int:
@@ -499,6 +549,36 @@ def test_probes_resources_and_a_grace_period_longer_than_the_shutdown_budget(ove
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_init_container_migrates_the_ledger_before_the_worker_starts(overlay: str) -> None:
+    worker = worker_container(overlay)
+    migrate = migration_container(overlay)
+    assert "command" not in migrate and migrate["args"] == ["ledger", "upgrade"], "the image's ENTRYPOINT"
+    assert migrate.get("restartPolicy") != "Always", "a sidecar would run beside the worker, not before it"
+    assert migrate["image"] == worker["image"], "the migrations ship with the worker that needs them"
+    assert migrate.get("imagePullPolicy") == worker.get("imagePullPolicy")
+    assert migrate["securityContext"] == worker["securityContext"]
+    assert migrate["envFrom"] == worker["envFrom"], "the worker's settings"
+    [database] = [v for v in migrate["env"] if v["name"] == "RECALL_DATABASE_URL"]
+    assert [database] == [v for v in worker["env"] if v["name"] == "RECALL_DATABASE_URL"], (
+        "the migrations must reach the ledger the worker uses, from the same Secret"
+    )
+    env = resolved_env(overlay, migrate)
+    worker_env = resolved_env(overlay, worker)
+    assert env["RECALL_DATABASE_URL"] == worker_env["RECALL_DATABASE_URL"]
+    # It needs the ledger and nothing else: neither the app key nor the broker.
+    assert "RECALL_BROKER_URL" not in env
+    key_volume = mount_for(worker, worker_env["RECALL_TIM_KEY_FILE"])["name"]
+    assert key_volume not in {m["name"] for m in migrate.get("volumeMounts", [])}
+    # The pod's scheduling request is the larger of an init container's and the containers' sum: a modest
+    # migration step leaves it at the worker's.
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            assert quantity(migrate["resources"][kind][resource]) <= quantity(
+                worker["resources"][kind][resource]
+            ), f"the init container's {resource} {kind} exceed the worker's"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_meets_the_restricted_pod_security_standard(overlay: str) -> None:
     [namespace] = of_kind(overlay, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
@@ -585,7 +665,8 @@ def test_the_rules_are_a_config_map_directory_so_edits_hot_reload(overlay: str) 
 def test_every_setting_in_the_manifests_is_one_the_worker_knows(overlay: str) -> None:
     known = {"RECALL_" + name.upper() for name in Settings.model_fields}
     for deployment in of_kind(overlay, "Deployment"):
-        for container in pod_spec(overlay, deployment["metadata"]["name"])["containers"]:
+        pod = pod_spec(overlay, deployment["metadata"]["name"])
+        for container in pod["containers"] + pod.get("initContainers", []):
             for name in resolved_env(overlay, container):
                 assert name in known, f"{name} is not a setting: the worker would silently ignore it"
 
@@ -600,9 +681,11 @@ def test_keda_scales_the_worker_on_its_jobs_queue(overlay: str) -> None:
     assert 1 <= scaled["minReplicaCount"] <= scaled["fallback"]["replicas"] <= scaled["maxReplicaCount"]
     [trigger] = scaled["triggers"]
     env = resolved_env(overlay, worker_container(overlay))
-    prefix = env.get("RECALL_QUEUE_PREFIX", Settings.model_fields["queue_prefix"].default)
     assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == f"{prefix}.jobs"
+    consumed, watched = jobs_queues(rendered(overlay))
+    prefix = env.get("RECALL_QUEUE_PREFIX", Settings.model_fields["queue_prefix"].default)
+    assert consumed == QueueNames(prefix).jobs
+    assert watched == consumed, "KEDA must watch the queue the worker consumes"
     assert trigger["metadata"]["mode"] == "QueueLength" and float(trigger["metadata"]["value"]) > 0
     assert "host" not in trigger["metadata"], "the broker URL (with its password) belongs in a Secret"
     auth = one(overlay, "TriggerAuthentication", trigger["authenticationRef"]["name"])
@@ -610,6 +693,48 @@ def test_keda_scales_the_worker_on_its_jobs_queue(overlay: str) -> None:
     secret = secret_data(one(overlay, "Secret", host["name"]))
     assert secret[host["key"]] == env["RECALL_BROKER_URL"], "KEDA must watch the broker the worker consumes"
     assert secret[host["key"]].startswith(("amqp://", "amqps://"))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_queue_prefix_set_once_in_a_copy_of_the_overlay_renames_the_queue_keda_watches(
+    overlay: str, tmp_path: Path
+) -> None:
+    """What the README says to do: copy an overlay, then change its settings (here the queue prefix)."""
+    tree = tmp_path / "k8s"
+    shutil.copytree(DEPLOY / "k8s", tree)
+    copy = tree / "overlays" / overlay
+    kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
+    merges = [g for g in kustomization["configMapGenerator"] if g["name"] == "recall-worker-settings"]
+    assert [g.get("behavior") for g in merges] == ["merge"], "the overlay merges its settings into the base's"
+    literals = [lit for lit in merges[0]["literals"] if not lit.startswith("RECALL_QUEUE_PREFIX=")]
+    merges[0]["literals"] = [*literals, "RECALL_QUEUE_PREFIX=moderation-eu"]
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    # (kustomize before 5.1 ran components before the overlay's own generators: the queue would keep the
+    # base's prefix.)
+    assert jobs_queues(build(copy)) == ("moderation-eu.jobs", "moderation-eu.jobs")
+
+
+@pytest.mark.parametrize("prefix", ["moderation-eu", "moderation.eu"])
+def test_a_new_overlay_sets_the_queue_prefix_once_for_the_worker_and_keda(
+    prefix: str, tmp_path: Path
+) -> None:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY / "k8s" / "base", overlay)],
+        "components": [os.path.relpath(QUEUE_NAME_COMPONENT, overlay)],
+        "configMapGenerator": [
+            {
+                "name": "recall-worker-settings",
+                "behavior": "merge",
+                "literals": [f"RECALL_QUEUE_PREFIX={prefix}"],
+            }
+        ],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
+    assert jobs_queues(build(overlay)) == (f"{prefix}.jobs", f"{prefix}.jobs")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -728,13 +853,26 @@ def test_staging_runs_the_emulator_and_points_the_worker_at_it() -> None:
     ), "the worker's network policy must let it reach the emulator"
 
 
+def alert_rules(overlay: str = "example") -> list[dict[str, Any]]:
+    groups = one(overlay, "PrometheusRule", WORKER)["spec"]["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration (90s, 2m, 1h30m) in seconds."""
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"not a duration: {duration}"
+    factor = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(int(n) * factor[u] for n, u in parts)
+
+
 def test_the_alerts_use_metrics_and_label_values_that_exist() -> None:
     exported = {m.name for m in Metrics().registry.collect()}
     counters = {f"{m.name}_total" for m in Metrics().registry.collect() if m.type == "counter"}
     histograms = {f"{m.name}_{s}" for m in Metrics().registry.collect() for s in ("bucket", "sum", "count")}
     known = exported | counters | histograms | EXTERNAL_METRICS
-    groups = one("example", "PrometheusRule", WORKER)["spec"]["groups"]
-    alerts = [rule for group in groups for rule in group["rules"]]
+    settings = {"RECALL_" + name.upper() for name in Settings.model_fields}
+    alerts = alert_rules()
     assert len({a["alert"] for a in alerts}) == len(alerts), "alert names are unique"
     assert len(alerts) >= 7
     statuses = set(typing.get_args(Status))
@@ -751,7 +889,40 @@ def test_the_alerts_use_metrics_and_label_values_that_exist() -> None:
             assert status in statuses, f"{alert['alert']}: no job ends with status {status}"
         assert alert["labels"]["severity"] in {"warning", "critical"}
         assert alert["annotations"]["summary"]
+        named = set(re.findall(r"\bRECALL_[A-Z0-9_]+", " ".join(alert["annotations"].values())))
+        assert named <= settings, f"{alert['alert']}: no such setting {named - settings}"
     assert set(DOCUMENTED_METRICS) <= known
+
+
+def test_an_alert_fires_while_the_chat_api_refuses_the_credentials() -> None:
+    alerts = {a["alert"]: a for a in alert_rules()}
+    assert "RecallUserSigRejected" not in alerts, "RecallCredentialsRejected replaces it"
+    alert = alerts["RecallCredentialsRejected"]
+    # The gauge is 0 on a pod whose last credentials check was refused: any such pod fires.
+    expr = " ".join(alert["expr"].split())
+    assert re.search(r"recall_credentials_ok(\{[^}]*\})?\)? (== 0|< 1)\b", expr), f"{expr}: where it is 0"
+    assert alert["labels"]["severity"] == "critical"
+    assert 60 <= seconds(alert.get("for", "0s")) <= 300, "long enough to skip a blip, short for an outage"
+    text = " ".join(alert["annotations"].values())
+    for setting in (
+        "tim-key",
+        "RECALL_TIM_KEY",
+        "RECALL_TIM_KEY_FILE",
+        "RECALL_TIM_SDKAPPID",
+        "RECALL_TIM_ADMIN",
+    ):
+        assert re.search(rf"\b{setting}\b", text), f"name {setting} among what to check"
+    assert re.search(r"requeued, not dead-lettered", text), "say what becomes of the jobs meanwhile"
+
+
+def test_the_readme_documents_every_alert() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = re.search(r"^\| alert \| means \| do \|\n\|[-|]+\|\n((?:\|.*\n)+)", readme, re.MULTILINE)
+    assert table, "the README's alerts table (| alert | means | do |)"
+    documented = re.findall(r"^\| `(\w+)` \|", table.group(1), re.MULTILINE)
+    assert sorted(documented) == sorted(a["alert"] for a in alert_rules()), (
+        "the README's alerts table and the PrometheusRule name the same alerts"
+    )
 
 
 # the process ---------------------------------------------------------------------------------------------
@@ -917,6 +1088,31 @@ def test_the_worker_runs_as_the_deployment_runs_it_and_stops_on_sigterm(tmp_path
     events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
     assert "worker.stopping" in events and events[-1] == "worker.stopped", output
     assert key not in output, "the app key must never reach the logs"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_init_container_migrates_a_fresh_ledger_and_then_does_nothing(
+    overlay: str, tmp_path: Path
+) -> None:
+    container = migration_container(overlay)
+    env = process_env(overlay, WORKER, container, tmp_path)
+    # No PostgreSQL here: a SQLite ledger in the /tmp volume.
+    ledger = Path(env["HOME"]) / "ledger.db"
+    env["RECALL_DATABASE_URL"] = f"sqlite:///{ledger}"
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    for ledger_state in ("fresh", "up to date"):
+        done = subprocess.run(
+            [*entry_point(), *container["args"]],
+            env=env,
+            cwd=env["HOME"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert done.returncode == 0, f"on a {ledger_state} ledger:\n{done.stdout}{done.stderr}"
+        with sqlite3.connect(ledger) as db:
+            assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
 
 
 def test_the_emulator_runs_as_the_staging_deployment_runs_it(tmp_path: Path) -> None:

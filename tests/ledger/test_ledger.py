@@ -237,8 +237,8 @@ def test_evidence_is_the_original_content_and_purging_keeps_its_hash(
     assert message["evidence"]["content_hash"] == content_hash(body, "")
     assert message["recall"]["state"] == "recalled" and message["recall"]["verified"] is True
     assert message["matches"][0]["rule_id"] == "kw-spam"
-    assert ledger.purge_evidence(datetime.now(UTC) - timedelta(days=1)) == 0
-    assert ledger.purge_evidence(datetime.now(UTC) + timedelta(seconds=1)) == 1
+    assert ledger.purge_evidence(datetime.now(UTC) - timedelta(days=1)).purged == []
+    assert len(ledger.purge_evidence(datetime.now(UTC) + timedelta(seconds=1)).purged) == 1
     [purged] = ledger.audit("report-evidence")["messages"]
     assert purged["evidence"]["MsgBody"] is None and purged["evidence"]["purged"] is True
     assert purged["evidence"]["content_hash"] == content_hash(body, "")
@@ -315,6 +315,7 @@ def test_a_worker_killed_between_evidence_and_recall_neither_loses_evidence_nor_
     [message] = ledger.audit("report-killed")["messages"]
     assert message["evidence"]["MsgBody"] == [text("FREE CRYPTO giveaway")]
     assert message["recall"]["state"] in ("recalled", "already_recalled")
+    assert message["recall"]["verified"] is True, "the history showing it recalled verifies the recall"
     # The dead worker's call is still in the emulator for the injected 3 s; let it land here, not in the
     # next test (which seeds the same keys).
     time.sleep(max(0.0, killed_at + 3.5 - time.monotonic()))

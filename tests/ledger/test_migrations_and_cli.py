@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from tests.keyword_rules import StaticRules
@@ -17,6 +20,8 @@ from tests.worker.harness import ThreadWorker, wait_results, worker_settings
 from worker.config import Settings
 from worker.emulator.server import EmulatorThread
 from worker.ledger import open_ledger
+from worker.ledger.migrate import MIGRATIONS, upgrade
+from worker.ledger.models import Base
 from worker.ledger.store import make_engine
 from worker.queues import Queues
 
@@ -30,8 +35,10 @@ TABLES = {
     "plan_items",
     "rule_stats",
     "breakers",
+    "message_decisions",
     "alembic_version",
 }
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> None:
@@ -41,9 +48,76 @@ def test_migrations_create_every_table_and_are_idempotent(database_url: str) -> 
     try:
         assert set(inspect(second.engine).get_table_names()) >= TABLES
         with second.engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
     finally:
         second.dispose()
+
+
+def test_the_models_and_the_migrations_agree(database_url: str) -> None:
+    ledger = open_ledger(database_url)
+    try:
+        with ledger.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        ledger.dispose()
+
+
+def test_upgrading_a_ledger_keeps_every_row(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0001")
+        at = "2026-01-01 00:00:00+00:00"
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO jobs (id, job_id, conversation_key, conversation, suspect, mode, ruleset,"
+                    " ruleset_version, report, window_since, window_until, status, attempts,"
+                    " messages_scanned, pages_fetched, created_at) VALUES (1, 'old-job', 'c2c:bob|eve',"
+                    " '{}', 'eve', 'recall', 'default', 'v0', '{}', 0, 10, 'done', 1, 5, 1, :at)"
+                ),
+                {"at": at},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO messages (id, conversation_key, msg_key, sender, msg_time)"
+                    " VALUES (1, 'c2c:bob|eve', 'k1', 'eve', 5)"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO evidence (message_pk, job_pk, body, cloud_custom_data, content_hash,"
+                    " captured_at) VALUES (1, 1, '[]', '', 'h', :at)"
+                ),
+                {"at": at},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO plans (id, job_pk, reason, status, created_at)"
+                    " VALUES (1, 1, 'dry_run', 'rejected', :at)"
+                ),
+                {"at": at},
+            )
+            connection.execute(text("INSERT INTO plan_items (plan_pk, message_pk) VALUES (1, 1)"))
+            connection.execute(
+                text(
+                    "INSERT INTO recalls (message_pk, job_pk, state, info, planned_at)"
+                    " VALUES (1, 1, 'recalled', '', :at)"
+                ),
+                {"at": at},
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            for table in ("jobs", "messages", "evidence", "plans", "plan_items", "recalls"):
+                assert connection.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 1, table  # noqa: S608
+            assert connection.execute(text("SELECT fingerprint, result FROM jobs")).one() == (None, None)
+    finally:
+        engine.dispose()
+    ledger = open_ledger(database_url)
+    try:
+        assert ledger.audit("old-job")["messages_scanned"] == 5
+    finally:
+        ledger.dispose()
 
 
 def test_sqlite_ledger_enforces_foreign_keys(tmp_path: Path) -> None:
@@ -122,7 +196,7 @@ def test_audit_replay_evidence_and_breaker_commands(
     assert report["rules"]["kw-spam"]["dropped"] == [["preview-cli", keys[0]]], (
         "the shipped rules do not ban 'spam'"
     )
-    purge = cli(settings, "evidence", "purge", "--older-than-days", "1")
+    purge = cli(settings, "evidence", "purge", "--older-than-days", "1", "--yes")
     assert purge.returncode == 0 and "purged the content of 0 evidence" in purge.stdout
     assert cli(settings, "breaker", "list").stdout == ""
     assert "no tripped breaker" in cli(settings, "breaker", "reset", "kw-spam").stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -14,13 +15,16 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as until
 from selenium.webdriver.support.wait import WebDriverWait
+from sqlalchemy import update
 
 from tests.keyword_rules import StaticRules
+from tests.ledger.helpers import make_job, record
 from tests.ledger.test_ledger import c2c_job, recalled, seed
 from tests.worker.harness import ThreadWorker, wait_results, worker_settings
 from worker.config import Settings
 from worker.emulator.server import EmulatorThread
 from worker.ledger import open_ledger
+from worker.ledger.models import EvidenceRow
 from worker.queues import Queues
 from worker.review.server import ReviewThread
 
@@ -86,6 +90,85 @@ def test_evidence_is_escaped_and_decisions_need_the_form_token(
         f"{review.url}/plans/{plan_id}/approve", headers=headers, data={"by": "x", "csrf": "nope"}
     )
     assert forged.status_code == 403
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF value of the first decision form on ``page``."""
+    marker = "name=csrf value='"
+    start = page.index(marker) + len(marker)
+    return page[start : page.index("'", start)]
+
+
+def test_a_rejected_plan_can_be_reopened_with_the_same_protections(
+    review: ReviewThread, review_settings: Settings
+) -> None:
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        job_pk, ids = record(ledger, make_job("preview-1", mode="dry_run"), ["m1", "m2"])
+        plan_id = ledger.create_plan(job_pk, "dry_run", ids.values())
+    finally:
+        ledger.dispose()
+    with httpx.Client(base_url=review.url) as client:
+        client.post("/login", data={"token": TOKEN})
+        page = client.get(f"/plans/{plan_id}").text
+        assert "id=reopen" not in page
+        csrf = csrf_of(page)
+        refused = client.post(f"/plans/{plan_id}/reopen", data={"by": "carol", "csrf": csrf})
+        assert refused.status_code == 409 and "not rejected" in refused.text
+        rejected = client.post(f"/plans/{plan_id}/reject", data={"by": "alice", "csrf": csrf})
+        assert rejected.status_code == 303
+        page = client.get(f"/plans/{plan_id}").text
+        assert "id=reopen" in page and "id=approve" not in page
+        assert client.post(f"/plans/{plan_id}/reopen", data={"by": "carol"}).status_code == 403
+        forged = client.post(f"/plans/{plan_id}/reopen", data={"by": "carol", "csrf": "nope"})
+        assert forged.status_code == 403
+        assert client.post(f"/plans/{plan_id}/reopen", data={"csrf": csrf}).status_code == 400
+        assert client.post(f"/plans/{plan_id}/unknown", data={"by": "x", "csrf": csrf}).status_code == 404
+    outsider = httpx.post(f"{review.url}/plans/{plan_id}/reopen", data={"by": "carol", "csrf": csrf})
+    assert outsider.status_code == 303 and outsider.headers["location"] == "/login"
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        assert ledger.plan(plan_id).status == "rejected"
+        assert len(ledger.rejected_messages(ids.values())) == 2
+    finally:
+        ledger.dispose()
+    with httpx.Client(base_url=review.url) as client:
+        client.post("/login", data={"token": TOKEN})
+        reopened = client.post(
+            f"/plans/{plan_id}/reopen", data={"by": "carol", "note": "look again", "csrf": csrf}
+        )
+        assert reopened.status_code == 303
+        page = client.get(reopened.headers["location"]).text
+        assert "Reopened" in page and "id=approve" in page and "id=reopen" not in page
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        assert ledger.plan(plan_id).status == "pending"
+        assert ledger.rejected_messages(ids.values()) == {}
+    finally:
+        ledger.dispose()
+
+
+def test_a_plan_whose_evidence_was_purged_is_not_offered_for_approval(
+    review: ReviewThread, review_settings: Settings
+) -> None:
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        job_pk, ids = record(ledger, make_job("preview-1", mode="dry_run"), ["m1"])
+        plan_id = ledger.create_plan(job_pk, "dry_run", ids.values())
+        with ledger.session() as session, session.begin():
+            session.execute(
+                update(EvidenceRow).values(body=None, cloud_custom_data=None, purged_at=datetime.now(UTC))
+            )
+    finally:
+        ledger.dispose()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    page = httpx.get(f"{review.url}/plans/{plan_id}", headers=headers).text
+    assert "id=approve" not in page and "id=reject" in page
+    assert "evidence" in page and "cannot be approved" in page
+    approved = httpx.post(
+        f"{review.url}/plans/{plan_id}/approve", headers=headers, data={"by": "ann", "csrf": csrf_of(page)}
+    )
+    assert approved.status_code == 409 and "evidence" in approved.text
 
 
 @pytest.mark.slow

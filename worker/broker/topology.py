@@ -7,10 +7,15 @@ RabbitMQ layout (prefix ``recall``):
 
 - ``recall.jobs``: quorum queue of jobs; a job redelivered more than ``x-delivery-limit`` times (a job
   that keeps killing workers) is dead-lettered to ``recall.dead`` by the broker itself.
-- ``recall.retry.<N>ms``: classic queues whose messages expire after N ms back into ``recall.jobs``;
+- ``recall.retry.<N>ms``: quorum queues whose messages expire after N ms back into ``recall.jobs``;
   one queue per delay, so a long delay never holds a short one behind it.
 - ``recall.results``, ``recall.dead``, ``recall.escalations``: quorum queues of results, dead letters
   (with the reason in headers) and over-cap jobs awaiting human review.
+
+Every queue that dead-letters does it *at least once* (``x-dead-letter-strategy: at-least-once``, which
+needs ``x-overflow: reject-publish``): a message leaves its queue only once the target queue has it. By
+default RabbitMQ dead-letters at most once, and a job expiring out of a retry queue while the broker
+restarts was simply dropped.
 
 The embedded queue has no TTL or dead-lettering; a delayed retry is a message whose ``x-delay-ms`` header
 keeps it invisible for that long.
@@ -84,6 +89,16 @@ def connect(broker_url: str, *, heartbeat_s: int = 15, confirm: bool = False) ->
     return Connection(broker_url, heartbeat=heartbeat_s, transport_options=options, connect_timeout=10)
 
 
+def _dead_letter_to(queue: str) -> dict[str, Any]:
+    """Quorum-queue arguments that dead-letter into ``queue``, at least once."""
+    return {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
 class Topology:
     """Declares the queues of one prefix on one transport and knows each queue's arguments."""
 
@@ -95,23 +110,12 @@ class Topology:
         """The kombu ``Queue`` of ``name``, with the arguments it must be declared with."""
         arguments: dict[str, Any] = {}
         if not self.embedded:
+            arguments = {"x-queue-type": "quorum"}
             if name.startswith(f"{self.names.prefix}.retry."):
                 delay_ms = int(name.rsplit(".", 1)[1].removesuffix("ms"))
-                arguments = {
-                    "x-message-ttl": delay_ms,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": self.names.jobs,
-                }
-            else:
-                arguments = {"x-queue-type": "quorum"}
-                if name == self.names.jobs:
-                    arguments.update(
-                        {
-                            "x-delivery-limit": DELIVERY_LIMIT,
-                            "x-dead-letter-exchange": "",
-                            "x-dead-letter-routing-key": self.names.dead,
-                        }
-                    )
+                arguments |= _dead_letter_to(self.names.jobs) | {"x-message-ttl": delay_ms}
+            elif name == self.names.jobs:
+                arguments |= _dead_letter_to(self.names.dead) | {"x-delivery-limit": DELIVERY_LIMIT}
         return Queue(name, routing_key=name, durable=True, auto_delete=False, queue_arguments=arguments)
 
     def declare(self, channel: Any, *names: str) -> None:
@@ -138,9 +142,16 @@ class Publisher:
         return self._producer
 
     def publish(
-        self, queue: str, body: bytes, *, headers: dict[str, Any] | None = None, delay_s: float = 0
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        headers: dict[str, Any] | None = None,
+        delay_s: float = 0,
+        binary: bool = False,
     ) -> None:
-        """Publish ``body`` (JSON) to ``queue``; with ``delay_s``, to the retry path of that delay.
+        """Publish ``body`` (JSON, or opaque bytes when ``binary``) to ``queue``; with ``delay_s``, to the
+        retry path of that delay.
 
         Returns once the message is safely stored (RabbitMQ confirm, or SQLite commit). Raises on failure,
         so a caller never acks a delivery whose outcome was not stored.
@@ -154,14 +165,14 @@ class Publisher:
             else:
                 target = self.topology.names.retry(delay_ms)
         try:
-            self._publish(target, body, headers)
+            self._publish(target, body, headers, binary)
         except self.connection.recoverable_connection_errors + self.connection.recoverable_channel_errors:
             # One reconnect: the connection may simply have been idle-closed.
             self.reset()
             self.connection.ensure_connection(max_retries=3)
-            self._publish(target, body, headers)
+            self._publish(target, body, headers, binary)
 
-    def _publish(self, target: str, body: bytes, headers: dict[str, Any]) -> None:
+    def _publish(self, target: str, body: bytes, headers: dict[str, Any], binary: bool) -> None:
         producer = self._channel_producer()
         if target not in self._declared:
             self.topology.declare(producer.channel, target)
@@ -170,8 +181,8 @@ class Publisher:
             body,
             routing_key=target,
             exchange="",
-            content_type="application/json",
-            content_encoding="utf-8",
+            content_type="application/octet-stream" if binary else "application/json",
+            content_encoding="binary" if binary else "utf-8",
             delivery_mode=PERSISTENT,
             headers=headers,
             timeout=self.confirm_timeout_s,

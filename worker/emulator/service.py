@@ -85,6 +85,7 @@ class ChatService:
         self.handlers: dict[str, Handler] = {
             "im_open_login_svc/account_import": self.account_import,
             "im_open_login_svc/multiaccount_import": self.multiaccount_import,
+            "im_open_login_svc/account_check": self.account_check,
             "openim/sendmsg": self.sendmsg,
             "openim/importmsg": self.importmsg,
             "openim/admin_getroammsg": self.admin_getroammsg,
@@ -135,6 +136,20 @@ class ChatService:
         if len(users) > 100:
             raise ApiFailure(ACCOUNT_PARAM_BAD, "at most 100 accounts per call")
         return {"FailAccounts": [u for u in users if not self._import(u)]}
+
+    def account_check(self, body: dict[str, Any]) -> Reply:
+        """Whether accounts were imported (https://cloud.tencent.com/document/product/269/38417)."""
+        items = req_list(body, "CheckItem", ACCOUNT_PARAM_BAD)
+        if not items or len(items) > 100:
+            raise ApiFailure(ACCOUNT_PARAM_BAD, "CheckItem holds 1 to 100 accounts")
+        results = []
+        for item in items:
+            user = item.get("UserID") if isinstance(item, dict) else None
+            if not isinstance(user, str) or not user:
+                raise ApiFailure(ACCOUNT_PARAM_BAD, "every CheckItem needs a UserID string")
+            status = "Imported" if user in self.accounts else "NotImported"
+            results.append({"UserID": user, "ResultCode": 0, "ResultInfo": "", "AccountStatus": status})
+        return {"ResultItem": results}
 
     # one-to-one -------------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 A message is identified by its conversation and MsgKey (``messages``); ``recalls`` holds at most one row per
 message, so however many reports or redeliveries name it, a message is recalled, and recorded, once.
-Evidence (the full original body) is stored per message before any recall of it is attempted.
+Evidence (the full original body) is stored per message before any recall of it is attempted. A moderator's
+rejection of a plan is kept per message (``message_decisions``) until a newer decision lifts it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class JobRow(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    # SHA-256 of the job's canonical JSON: the job_id is an idempotency key for exactly this job.
+    # NULL on rows written before fingerprints; the first start of the same job adopts the row.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    result: Mapped[str | None] = mapped_column(Text, default=None)  # the published result, verbatim
+    dead_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    settled_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class MessageRow(Base):
@@ -119,6 +126,9 @@ class PlanRow(Base):
     """A recall plan waiting for (or past) a moderator's decision."""
 
     __tablename__ = "plans"
+    # A unique index rather than a constraint: SQLite adds an index in place, whereas a constraint would
+    # mean rebuilding the table, which with foreign keys on deletes every plan item through the cascade.
+    __table_args__ = (Index("uq_plans_job_reason", "job_pk", "reason", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -138,6 +148,31 @@ class PlanItemRow(Base):
 
     plan_pk: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+
+
+class MessageDecisionRow(Base):
+    """A moderator's decision on one message, taken by deciding a plan that holds it.
+
+    A rejection is active until lifted: by the approval of a (newer) plan with the message, or by reopening
+    the rejected plan. Lifted rows stay, so the audit shows who decided what, and who changed it.
+    """
+
+    __tablename__ = "message_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    plan_pk: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # "rejected"
+    decided_by: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    lifted_at: Mapped[datetime | None] = mapped_column(default=None)
+    lifted_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    lifted_how: Mapped[str | None] = mapped_column(String(16), default=None)  # "approved" or "reopened"
+    lifted_plan_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("plans.id", ondelete="SET NULL"), default=None
+    )
+    lifted_note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class RuleStatRow(Base):

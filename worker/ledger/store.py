@@ -1,25 +1,36 @@
 """Reading and writing the ledger. Each method is one short transaction.
 
 The methods are synchronous (SQLAlchemy); the async pipeline calls them through ``asyncio.to_thread``.
-Everything is safe to repeat for a redelivered job: rows are found or created by their natural keys.
+Everything is safe to repeat for a redelivered job, and safe to run from several workers at once: rows are
+created by their natural keys with ``INSERT … ON CONFLICT`` (:mod:`worker.ledger.upsert`), and decisions
+that read a row before changing it lock it first (``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite every
+writing transaction holds the write lock from its start).
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import Engine, create_engine, delete, event, func, select, update
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.jobs import C2CConversation, Job, OfficialAccountConversation
+from worker.jobs import Job
+from worker.ledger import decisions, views
+from worker.ledger.clock import aware, now
+from worker.ledger.engine import make_engine, reader
+from worker.ledger.idempotency import (
+    JobIdConflict,
+    Settled,
+    Started,
+    job_fingerprint,
+    job_values,
+    same_job,
+    settled,
+)
 from worker.ledger.migrate import upgrade
 from worker.ledger.models import (
     BreakerRow,
@@ -32,44 +43,19 @@ from worker.ledger.models import (
     RecallRow,
     RuleStatRow,
 )
+from worker.ledger.retention import Purged, purge_batch
+from worker.ledger.scans import (
+    ScannedMessage,
+    content_hash,
+    conversation_key,
+    match_rows,
+    message_ids,
+    recapture_purged,
+)
+from worker.ledger.upsert import chunks, insert, insert_missing
+from worker.ledger.views import PlanItem, PlanStateError, PlanView, kept_evidence, plan_view
 
 DONE_STATES = ("recalled", "already_recalled")
-
-
-def now() -> datetime:
-    """The ledger's clock (UTC)."""
-    return datetime.now(UTC)
-
-
-def conversation_key(job: Job) -> str:
-    """A conversation's identity, the same from either party's side."""
-    conversation = job.conversation
-    if isinstance(conversation, C2CConversation):
-        return "c2c:" + "|".join(sorted((conversation.operator, conversation.peer)))
-    if isinstance(conversation, OfficialAccountConversation):
-        return f"oa:{conversation.account}"
-    return f"group:{conversation.group_id}"
-
-
-def content_hash(body: Any, cloud_custom_data: str) -> str:
-    """SHA-256 of a message's content in canonical JSON (sorted keys)."""
-    canonical = orjson.dumps(
-        {"CloudCustomData": cloud_custom_data, "MsgBody": body}, option=orjson.OPT_SORT_KEYS
-    )
-    return hashlib.sha256(canonical).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class ScannedMessage:
-    """What the ledger records of a matched message."""
-
-    msg_key: str
-    sender: str
-    receiver: str | None
-    timestamp: int
-    body: Sequence[Any]
-    cloud_custom_data: str
-    matches: Sequence[Any]  # rules.Match-like: rule_id, rule_type, action, element_path, evidence, normalized
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,52 +66,27 @@ class Claim:
     skipped: dict[str, str]  # msg_key -> reason
 
 
-@dataclass(slots=True)
-class PlanItem:
-    """One message of a plan, with its evidence and matches."""
-
-    msg_key: str
-    sender: str
-    receiver: str | None
-    time: int
-    body: list[Any] | None
-    cloud_custom_data: str | None
-    content_hash: str
-    matches: list[dict[str, str]]
-    recall_state: str | None
-
-
-@dataclass(slots=True)
-class PlanView:
-    """A plan as a moderator sees it."""
-
-    id: int
-    job_id: str
-    reason: str
-    status: str
-    created_at: datetime
-    decided_at: datetime | None
-    decided_by: str | None
-    note: str | None
-    apply_job_id: str | None
-    job: dict[str, Any]
-    items: list[PlanItem] = field(default_factory=list)
-
-
-class PlanStateError(ValueError):
-    """A plan that cannot take the requested decision (unknown, or already decided)."""
-
-
 class Ledger:
     """The ledger over one database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._readers = sessionmaker(reader(engine), expire_on_commit=False)
 
     def session(self) -> Session:
         """A new session (use as a context manager)."""
         return self._sessions()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A session in a transaction that commits at the end (or rolls back on an exception)."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def _read(self) -> Session:
+        """A session that only reads (on SQLite it never waits for a writer)."""
+        return self._readers()
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -133,39 +94,71 @@ class Ledger:
 
     # jobs -------------------------------------------------------------------------------------------
 
-    def start_job(self, job: Job, *, ruleset_version: str) -> int:
-        """Record an attempt of ``job``; returns its row id."""
-        with self.session() as session, session.begin():
-            row = session.scalar(select(JobRow).where(JobRow.job_id == job.job_id))
-            if row is None:
-                row = JobRow(
-                    job_id=job.job_id,
-                    conversation_key=conversation_key(job),
-                    conversation=job.conversation.model_dump(),
-                    suspect=job.suspect,
-                    mode=job.mode,
-                    ruleset=job.ruleset,
-                    report=job.report.model_dump(exclude_defaults=True),
-                    window_since=job.since,
-                    window_until=job.until,
-                    applies_plan=job.apply_plan,
-                    created_at=now(),
-                    attempts=0,
-                )
-                session.add(row)
+    def start_job(self, job: Job, *, ruleset_version: str, rerun_failed: bool = False) -> Started | Settled:
+        """Record an attempt of ``job``, or return its settlement if the ledger already holds one.
+
+        One transaction, with the job's row locked. Raises :class:`JobIdConflict` (changing nothing) if the
+        job id belongs to another job. A settled job is not started again, unless it failed and
+        ``rerun_failed`` (an operator replaying a dead letter): then its stored result is cleared.
+        """
+        fingerprint = job_fingerprint(job)
+        with self._write() as session:
+            insert_missing(session, JobRow, [job_values(job, fingerprint)], key=("job_id",))
+            row = session.scalars(
+                select(JobRow)
+                .where(JobRow.job_id == job.job_id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).one()
+            if row.fingerprint is None and same_job(row, job):
+                row.fingerprint = fingerprint  # a row from before fingerprints: adopted by its own job
+            if row.fingerprint != fingerprint:
+                raise JobIdConflict(job.job_id, row.conversation_key, row.suspect)
+            if row.result is not None:
+                if not (rerun_failed and row.status == "failed"):
+                    return settled(row)
+                row.result = row.dead_reason = row.settled_at = row.error = row.finished_at = None
             row.attempts += 1
             row.status = "running"
             row.started_at = now()
             row.ruleset_version = ruleset_version
-            session.flush()
-            return row.id
+            return Started(row.id, row.attempts)
+
+    def settle_job(
+        self,
+        job_pk: int,
+        *,
+        status: str,
+        result: bytes,
+        error: str | None,
+        scanned: int,
+        pages: int,
+        dead_reason: str | None,
+    ) -> Settled:
+        """Store how the job ended and the result published for it, unless it is settled already.
+
+        The first settlement wins (under the row's lock); returns the one the ledger holds.
+        """
+        with self._write() as session:
+            row = session.scalars(
+                select(JobRow)
+                .where(JobRow.id == job_pk)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).one()
+            if row.result is None:
+                row.status, row.error, row.dead_reason = status, error, dead_reason
+                row.result = result.decode()  # JSON is UTF-8: stored as text, handed back byte for byte
+                row.messages_scanned, row.pages_fetched = scanned, pages
+                row.finished_at = row.settled_at = now()
+            return settled(row)
 
     def finish_job(self, job_pk: int, *, status: str, error: str | None, scanned: int, pages: int) -> None:
-        """Record how the job ended."""
-        with self.session() as session, session.begin():
+        """Record how an attempt ended short of settling the job (``retrying``); a settled job stays as is."""
+        with self._write() as session:
             session.execute(
                 update(JobRow)
-                .where(JobRow.id == job_pk)
+                .where(JobRow.id == job_pk, JobRow.result.is_(None))
                 .values(
                     status=status,
                     error=error,
@@ -175,116 +168,125 @@ class Ledger:
                 )
             )
 
-    def _message(self, session: Session, key: str, scanned: ScannedMessage) -> MessageRow:
-        row = session.scalar(
-            select(MessageRow).where(
-                MessageRow.conversation_key == key, MessageRow.msg_key == scanned.msg_key
-            )
-        )
-        if row is None:
-            row = MessageRow(
-                conversation_key=key,
-                msg_key=scanned.msg_key,
-                sender=scanned.sender,
-                receiver=scanned.receiver,
-                msg_time=scanned.timestamp,
-            )
-            session.add(row)
-            session.flush()
-        return row
+    # scans ------------------------------------------------------------------------------------------
 
     def record_scan(self, job_pk: int, job: Job, matched: Iterable[ScannedMessage]) -> dict[str, int]:
         """Record every matched message, its matches and its evidence, in one transaction.
 
-        Evidence is written once per message (the first capture is the original); a redelivered job's
-        earlier matches are replaced. Returns the message row id of each MsgKey.
+        Evidence is written once per message (the first capture is the original); evidence purged since is
+        captured again if the content is the same (its hash matches). A redelivered job's earlier matches
+        are replaced. Returns the message row id of each MsgKey.
         """
         key = conversation_key(job)
-        ids: dict[str, int] = {}
-        with self.session() as session, session.begin():
+        scans = {scanned.msg_key: scanned for scanned in matched}
+        with self._write() as session:
             session.execute(delete(MatchRow).where(MatchRow.job_pk == job_pk))
-            for scanned in matched:
-                message = self._message(session, key, scanned)
-                ids[scanned.msg_key] = message.id
-                if session.get(EvidenceRow, message.id) is None:
-                    body = list(scanned.body)
-                    session.add(
-                        EvidenceRow(
-                            message_pk=message.id,
-                            job_pk=job_pk,
-                            body=body,
-                            cloud_custom_data=scanned.cloud_custom_data,
-                            content_hash=content_hash(body, scanned.cloud_custom_data),
-                            captured_at=now(),
-                        )
-                    )
-                seen: set[tuple[str, str]] = set()
-                for match in scanned.matches:
-                    if (match.rule_id, match.element_path) in seen:
-                        continue
-                    seen.add((match.rule_id, match.element_path))
-                    session.add(
-                        MatchRow(
-                            job_pk=job_pk,
-                            message_pk=message.id,
-                            rule_id=match.rule_id,
-                            rule_type=getattr(match, "rule_type", ""),
-                            action=match.action,
-                            element_path=getattr(match, "element_path", ""),
-                            evidence=getattr(match, "evidence", ""),
-                            normalized=getattr(match, "normalized", ""),
-                        )
-                    )
+            if not scans:
+                return {}
+            insert_missing(
+                session,
+                MessageRow,
+                (
+                    {
+                        "conversation_key": key,
+                        "msg_key": msg_key,
+                        "sender": scans[msg_key].sender,
+                        "receiver": scans[msg_key].receiver,
+                        "msg_time": scans[msg_key].timestamp,
+                    }
+                    for msg_key in sorted(scans)
+                ),
+                key=("conversation_key", "msg_key"),
+            )
+            ids = message_ids(session, key, sorted(scans))
+            by_pk = sorted((pk, scans[msg_key]) for msg_key, pk in ids.items())
+            captured = now()
+            evidence = {
+                pk: {
+                    "message_pk": pk,
+                    "job_pk": job_pk,
+                    "body": list(scanned.body),
+                    "cloud_custom_data": scanned.cloud_custom_data,
+                    "content_hash": content_hash(list(scanned.body), scanned.cloud_custom_data),
+                    "captured_at": captured,
+                }
+                for pk, scanned in by_pk
+            }
+            insert_missing(session, EvidenceRow, evidence.values(), key=("message_pk",))
+            recapture_purged(session, evidence)
+            insert_missing(
+                session,
+                MatchRow,
+                (row for pk, scanned in by_pk for row in match_rows(job_pk, pk, scanned.matches)),
+                key=("job_pk", "message_pk", "rule_id", "element_path"),
+            )
         return ids
 
     # recalls ----------------------------------------------------------------------------------------
 
     def claim_recalls(self, job_pk: int, message_ids: dict[str, int], *, lease_s: float = 600.0) -> Claim:
-        """Mark ``message_ids`` planned for recall by this job, unless done or being done.
+        """Mark ``message_ids`` planned for recall by this job, unless done, being done, or held back.
 
         A message some job already recalled is skipped: the ledger, not the history, decides that a second
         report or a redelivery recalls nothing twice. A claim by another job younger than ``lease_s`` is
         respected (that job is recalling it now); an older one, or this job's own from an attempt that died
-        between this commit and the call, is taken over (the service treats a repeat as already done).
+        between this commit and the call, is taken over (the service treats a repeat as already done). A
+        message under a moderator's active rejection is skipped (``rejected_by_moderator``). A message
+        whose evidence is missing or purged is never recalled: the claim raises ``RuntimeError``.
         """
-        for attempt in range(3):
-            try:
-                return self._claim(job_pk, message_ids, lease_s)
-            except IntegrityError:
-                # Another job inserted a claim for one of these messages at the same moment: look again.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _claim(self, job_pk: int, message_ids: dict[str, int], lease_s: float) -> Claim:
-        to_call: list[str] = []
+        called: set[str] = set()
         skipped: dict[str, str] = {}
         stale = now() - timedelta(seconds=lease_s)
-        with self.session() as session, session.begin():
-            for msg_key, message_pk in message_ids.items():
-                if session.get(EvidenceRow, message_pk) is None:
-                    raise RuntimeError(f"no evidence stored for {msg_key}: refusing to recall it")
-                row = session.get(RecallRow, message_pk, with_for_update=True)
-                if row is None:
-                    session.add(
-                        RecallRow(message_pk=message_pk, job_pk=job_pk, state="planned", planned_at=now())
-                    )
-                    session.flush()
-                    to_call.append(msg_key)
-                elif row.state in DONE_STATES:
+        with self._write() as session:
+            rejected = decisions.active_rejections(session, message_ids.values())
+            # One order for every job, so that two claims never wait on each other's rows.
+            for msg_key, message_pk in sorted(message_ids.items(), key=lambda item: item[1]):
+                if message_pk in rejected:
+                    skipped[msg_key] = decisions.REJECTED_BY_MODERATOR
+                    continue
+                # Locked (shared) until this claim commits: a purge waits, then sees the recall row.
+                evidence = session.execute(
+                    select(EvidenceRow.purged_at, EvidenceRow.body)
+                    .where(EvidenceRow.message_pk == message_pk)
+                    .with_for_update(read=True)
+                ).first()
+                insert_missing(
+                    session,
+                    RecallRow,
+                    [
+                        {
+                            "message_pk": message_pk,
+                            "job_pk": job_pk,
+                            "state": "planned",
+                            "info": "",
+                            "planned_at": now(),
+                        }
+                    ],
+                    key=("message_pk",),
+                )
+                row = session.scalars(
+                    select(RecallRow)
+                    .where(RecallRow.message_pk == message_pk)
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                ).one()
+                if row.state in DONE_STATES:
                     skipped[msg_key] = "already_recalled"
                 elif row.state == "not_found":
                     skipped[msg_key] = "gone_before_recall"
-                elif row.state == "planned" and row.job_pk != job_pk and _aware(row.planned_at) > stale:
+                elif row.state == "planned" and row.job_pk != job_pk and aware(row.planned_at) > stale:
                     skipped[msg_key] = "being_recalled_by_another_job"
+                elif evidence is None or evidence.purged_at is not None or evidence.body is None:
+                    # Raising rolls the whole claim back, the recall row just inserted included.
+                    raise RuntimeError(f"no evidence stored for {msg_key}: refusing to recall it")
                 else:
                     row.job_pk, row.state, row.planned_at = job_pk, "planned", now()
-                    to_call.append(msg_key)
-        return Claim(to_call, skipped)
+                    called.add(msg_key)
+        return Claim([key for key in message_ids if key in called], skipped)
 
     def record_recall(self, message_pk: int, *, state: str, code: int, info: str) -> None:
         """Record the outcome of one recall call."""
-        with self.session() as session, session.begin():
+        with self._write() as session:
             session.execute(
                 update(RecallRow)
                 .where(RecallRow.message_pk == message_pk)
@@ -292,108 +294,138 @@ class Ledger:
             )
 
     def settle_already_recalled(self, message_ids: Iterable[int]) -> None:
-        """Messages the history shows recalled: close any claim left open by an attempt that died."""
-        ids = list(message_ids)
+        """Messages the history shows recalled: close any claim left open by an attempt that died.
+
+        The history showing the message recalled is the verification of its recall: such a row is marked
+        verified, whether its claim was left open, its check failed (``unverified``), or it was recorded
+        recalled just before its worker died (``verified`` still unknown).
+        """
+        ids = sorted(set(message_ids))
         if not ids:
             return
-        with self.session() as session, session.begin():
-            session.execute(
-                update(RecallRow)
-                .where(
-                    RecallRow.message_pk.in_(ids), RecallRow.state.in_(("planned", "failed", "unverified"))
+        with self._write() as session:
+            for part in chunks(ids):
+                at = now()
+                session.execute(
+                    update(RecallRow)
+                    .where(
+                        RecallRow.message_pk.in_(part),
+                        RecallRow.state.in_(("planned", "failed", "unverified")),
+                    )
+                    .values(state="already_recalled", finished_at=at, verified=True, verified_at=at)
                 )
-                .values(state="already_recalled", finished_at=now())
-            )
+                session.execute(
+                    update(RecallRow)
+                    .where(
+                        RecallRow.message_pk.in_(part),
+                        RecallRow.state.in_(DONE_STATES),
+                        RecallRow.verified.is_(None),
+                    )
+                    .values(verified=True, verified_at=at)
+                )
 
     def record_verification(self, results: dict[int, bool]) -> None:
         """Record whether each recalled message (by row id) now shows as recalled."""
-        with self.session() as session, session.begin():
+        with self._write() as session:
             for message_pk, ok in results.items():
                 values: dict[str, Any] = {"verified": ok, "verified_at": now()}
                 if not ok:
                     values["state"] = "unverified"
                 session.execute(update(RecallRow).where(RecallRow.message_pk == message_pk).values(**values))
 
-    # plans ------------------------------------------------------------------------------------------
+    # plans and moderators' decisions ----------------------------------------------------------------
 
     def create_plan(self, job_pk: int, reason: str, message_ids: Iterable[int]) -> int:
-        """Store a plan for review (one per job and reason: a redelivery finds the first one)."""
-        with self.session() as session, session.begin():
-            existing = session.scalar(
-                select(PlanRow).where(PlanRow.job_pk == job_pk, PlanRow.reason == reason)
+        """Store a plan for review (one per job and reason: a redelivery finds the first one, unchanged)."""
+        with self._write() as session:
+            created = session.scalar(
+                insert(session, PlanRow)
+                .values(job_pk=job_pk, reason=reason, status="pending", created_at=now())
+                .on_conflict_do_nothing(index_elements=["job_pk", "reason"])
+                .returning(PlanRow.id)
             )
-            if existing is not None:
-                return existing.id
-            plan = PlanRow(job_pk=job_pk, reason=reason, status="pending", created_at=now())
-            session.add(plan)
-            session.flush()
-            for message_pk in sorted(set(message_ids)):
-                session.add(PlanItemRow(plan_pk=plan.id, message_pk=message_pk))
-            return plan.id
+            if created is None:
+                return int(
+                    session.scalars(
+                        select(PlanRow.id).where(PlanRow.job_pk == job_pk, PlanRow.reason == reason)
+                    ).one()
+                )
+            insert_missing(
+                session,
+                PlanItemRow,
+                ({"plan_pk": created, "message_pk": pk} for pk in sorted(set(message_ids))),
+                key=("plan_pk", "message_pk"),
+            )
+            return int(created)
 
     def list_plans(self, status: str | None = None) -> list[PlanView]:
         """Plans (newest first), without their items."""
-        with self.session() as session:
+        with self._read() as session:
             query = (
                 select(PlanRow, JobRow).join(JobRow, PlanRow.job_pk == JobRow.id).order_by(PlanRow.id.desc())
             )
             if status is not None:
                 query = query.where(PlanRow.status == status)
-            return [_plan_view(plan, job) for plan, job in session.execute(query)]
+            return [plan_view(plan, job) for plan, job in session.execute(query)]
 
     def plan(self, plan_id: int) -> PlanView:
         """A plan with every item, its evidence and matches."""
-        with self.session() as session:
-            row = session.execute(
-                select(PlanRow, JobRow).join(JobRow, PlanRow.job_pk == JobRow.id).where(PlanRow.id == plan_id)
-            ).first()
-            if row is None:
-                raise PlanStateError(f"no plan {plan_id}")
-            view = _plan_view(*row)
-            messages = session.scalars(
-                select(MessageRow)
-                .join(PlanItemRow, PlanItemRow.message_pk == MessageRow.id)
-                .where(PlanItemRow.plan_pk == plan_id)
-                .order_by(MessageRow.msg_time)
-            ).all()
-            for message in messages:
-                evidence = session.get(EvidenceRow, message.id)
-                recall = session.get(RecallRow, message.id)
-                matches = session.scalars(
-                    select(MatchRow).where(MatchRow.message_pk == message.id, MatchRow.job_pk == row[1].id)
-                ).all()
-                view.items.append(
-                    PlanItem(
-                        msg_key=message.msg_key,
-                        sender=message.sender,
-                        receiver=message.receiver,
-                        time=message.msg_time,
-                        body=evidence.body if evidence else None,
-                        cloud_custom_data=evidence.cloud_custom_data if evidence else None,
-                        content_hash=evidence.content_hash if evidence else "",
-                        matches=[_match_dict(m) for m in matches],
-                        recall_state=recall.state if recall else None,
-                    )
-                )
-            return view
+        with self._read() as session:
+            return views.load_plan(session, plan_id)
 
     def decide_plan(self, plan_id: int, *, approve: bool, by: str, note: str | None = None) -> PlanView:
-        """Approve or reject a pending plan."""
-        with self.session() as session, session.begin():
-            plan = session.get(PlanRow, plan_id, with_for_update=True)
-            if plan is None:
-                raise PlanStateError(f"no plan {plan_id}")
+        """Approve or reject a pending plan.
+
+        Rejecting holds each of its messages back from every later job until a newer decision. Approving
+        lifts any rejection of its messages, and is refused if any of them has no kept evidence.
+        """
+        with self._write() as session:
+            plan = _locked_plan(session, plan_id)
             if plan.status != "pending":
                 raise PlanStateError(f"plan {plan_id} is {plan.status}, not pending")
+            items = list(
+                session.scalars(select(PlanItemRow.message_pk).where(PlanItemRow.plan_pk == plan_id))
+            )
+            if approve:
+                missing = views.without_evidence(session, items)
+                if missing:
+                    shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
+                    raise PlanStateError(
+                        f"plan {plan_id} cannot be approved: the evidence of {len(missing)} of its messages "
+                        f"({shown}) was purged or never stored, and nothing is recalled without its evidence"
+                    )
+                decisions.lift_on_messages(session, items, by=by, plan_pk=plan_id)
+                plan.apply_job_id = f"plan-{plan_id}-apply"
+            else:
+                decisions.record_rejection(session, plan_id, items, by=by, note=note)
             plan.status = "approved" if approve else "rejected"
             plan.decided_at, plan.decided_by, plan.note = now(), by, note
-            if approve:
-                plan.apply_job_id = f"plan-{plan_id}-apply"
         return self.plan(plan_id)
+
+    def reopen_plan(self, plan_id: int, *, by: str, note: str | None = None) -> PlanView:
+        """Put a rejected plan back to review (``pending``) and lift the rejection of its messages.
+
+        The rejection stays in each message's decision history, marked reopened by ``by``.
+        """
+        with self._write() as session:
+            plan = _locked_plan(session, plan_id)
+            if plan.status != "rejected":
+                raise PlanStateError(f"plan {plan_id} is {plan.status}, not rejected")
+            decisions.lift_plan(session, plan_id, by=by, note=note)
+            plan.status = "pending"
+            plan.decided_at = plan.decided_by = plan.note = None
+        return self.plan(plan_id)
+
+    def rejected_messages(self, message_ids: Iterable[int]) -> dict[int, str]:
+        """Message row id -> a short description (``rejected by alice in plan 7``) of each of
+        ``message_ids`` a moderator's active rejection holds back."""
+        with self._read() as session:
+            active = decisions.active_rejections(session, message_ids)
+            return {pk: decisions.describe(row) for pk, row in active.items()}
 
     def mark_plan_applied(self, plan_id: int) -> None:
         """The apply job of an approved plan has run."""
-        with self.session() as session, session.begin():
+        with self._write() as session:
             session.execute(
                 update(PlanRow)
                 .where(PlanRow.id == plan_id, PlanRow.status == "approved")
@@ -402,7 +434,7 @@ class Ledger:
 
     def plan_message_keys(self, plan_id: int) -> dict[str, int]:
         """MsgKey -> message row id of every item of an approved plan."""
-        with self.session() as session:
+        with self._read() as session:
             plan = session.get(PlanRow, plan_id)
             if plan is None or plan.status not in ("approved", "applied"):
                 raise PlanStateError(f"plan {plan_id} is not approved")
@@ -417,7 +449,7 @@ class Ledger:
 
     def record_rule_stats(self, job_pk: int, counts: dict[str, int], scanned: int) -> None:
         """Remember how often each rule matched in this job."""
-        with self.session() as session, session.begin():
+        with self._write() as session:
             session.execute(delete(RuleStatRow).where(RuleStatRow.job_pk == job_pk))
             at = now()
             for rule_id, count in counts.items():
@@ -433,7 +465,7 @@ class Ledger:
         Jobs in which a rule did not match count for its baseline too (with 0 matches): every job's
         scanned total is the denominator of every rule.
         """
-        with self.session() as session:
+        with self._read() as session:
             scanned_total, jobs_total = session.execute(
                 select(func.coalesce(func.sum(JobRow.messages_scanned), 0), func.count(JobRow.id)).where(
                     JobRow.finished_at >= since, JobRow.id != exclude_job, JobRow.messages_scanned > 0
@@ -453,96 +485,47 @@ class Ledger:
 
     def open_breakers(self) -> dict[str, str]:
         """Rules whose breaker is tripped now, with the reason."""
-        with self.session() as session:
+        with self._read() as session:
             rows = session.scalars(select(BreakerRow).where(BreakerRow.until > now())).all()
             return {row.rule_id: row.reason for row in rows}
 
     def trip_breaker(self, rule_id: str, *, for_s: float, reason: str) -> None:
-        """Trip ``rule_id``'s breaker for ``for_s`` seconds."""
-        with self.session() as session, session.begin():
-            row = session.get(BreakerRow, rule_id)
-            until = now() + timedelta(seconds=for_s)
-            if row is None:
-                session.add(BreakerRow(rule_id=rule_id, tripped_at=now(), until=until, reason=reason))
-            else:
-                row.tripped_at, row.until, row.reason = now(), until, reason
+        """Trip ``rule_id``'s breaker for ``for_s`` seconds (if tripped already, the latest trip wins)."""
+        at = now()
+        with self._write() as session:
+            statement = insert(session, BreakerRow).values(
+                rule_id=rule_id, tripped_at=at, until=at + timedelta(seconds=for_s), reason=reason
+            )
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["rule_id"],
+                    set_={
+                        "tripped_at": statement.excluded.tripped_at,
+                        "until": statement.excluded.until,
+                        "reason": statement.excluded.reason,
+                    },
+                )
+            )
 
     def reset_breaker(self, rule_id: str) -> bool:
         """Close ``rule_id``'s breaker; False if it was not tripped."""
-        with self.session() as session, session.begin():
+        with self._write() as session:
             result = session.execute(delete(BreakerRow).where(BreakerRow.rule_id == rule_id))
             return bool(getattr(result, "rowcount", 0))
 
     # audit, replay, retention -----------------------------------------------------------------------
 
     def audit(self, job_id: str) -> dict[str, Any]:
-        """Everything the ledger knows about one job: what it matched, kept as evidence, recalled, planned."""
-        with self.session() as session:
-            job = session.scalar(select(JobRow).where(JobRow.job_id == job_id))
-            if job is None:
-                raise LookupError(f"no job {job_id!r} in the ledger")
-            messages: dict[int, dict[str, Any]] = {}
-            for match in session.scalars(
-                select(MatchRow).where(MatchRow.job_pk == job.id).order_by(MatchRow.id)
-            ):
-                entry = messages.get(match.message_pk)
-                if entry is None:
-                    message = session.get(MessageRow, match.message_pk)
-                    evidence = session.get(EvidenceRow, match.message_pk)
-                    recall = session.get(RecallRow, match.message_pk)
-                    entry = messages[match.message_pk] = {
-                        "msg_key": message.msg_key if message else "",
-                        "sender": message.sender if message else "",
-                        "time": message.msg_time if message else 0,
-                        "evidence": None
-                        if evidence is None
-                        else {
-                            "MsgBody": evidence.body,
-                            "CloudCustomData": evidence.cloud_custom_data,
-                            "content_hash": evidence.content_hash,
-                            "captured_at": evidence.captured_at.isoformat(),
-                            "purged": evidence.purged_at is not None,
-                        },
-                        "recall": None
-                        if recall is None
-                        else {
-                            "state": recall.state,
-                            "code": recall.code,
-                            "by_job": _job_id_of(session, recall.job_pk),
-                            "finished_at": recall.finished_at.isoformat() if recall.finished_at else None,
-                            "verified": recall.verified,
-                        },
-                        "matches": [],
-                    }
-                entry["matches"].append(_match_dict(match))
-            plans = session.scalars(select(PlanRow).where(PlanRow.job_pk == job.id)).all()
-            return {
-                "job_id": job.job_id,
-                "status": job.status,
-                "attempts": job.attempts,
-                "conversation": job.conversation,
-                "suspect": job.suspect,
-                "mode": job.mode,
-                "ruleset": job.ruleset,
-                "ruleset_version": job.ruleset_version,
-                "report": job.report,
-                "window": {"since": job.window_since, "until": job.window_until},
-                "messages_scanned": job.messages_scanned,
-                "created_at": job.created_at.isoformat(),
-                "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-                "error": job.error,
-                "messages": list(messages.values()),
-                "plans": [
-                    {"id": p.id, "reason": p.reason, "status": p.status, "decided_by": p.decided_by}
-                    for p in plans
-                ],
-            }
+        """Everything the ledger knows about one job: what it matched, kept as evidence, recalled, planned,
+        what moderators decided on its messages, and the result it settled with."""
+        with self._read() as session:
+            return views.audit(session, job_id)
 
     def evidence_of_jobs(
         self, since: datetime, until: datetime
     ) -> Iterator[tuple[str, MessageRow, EvidenceRow, list[MatchRow]]]:
         """(job id, message, evidence, that job's matches on it) for jobs finished in ``[since, until]``."""
-        with self.session() as session:
+        with self._read() as session:
             jobs = session.scalars(
                 select(JobRow)
                 .where(
@@ -555,9 +538,9 @@ class Ledger:
                     select(MatchRow.message_pk).where(MatchRow.job_pk == job.id).distinct()
                 ).all()
                 for message_pk in message_ids:
-                    evidence = session.get(EvidenceRow, message_pk)
+                    evidence = kept_evidence(session.get(EvidenceRow, message_pk))
                     message = session.get(MessageRow, message_pk)
-                    if evidence is None or message is None or evidence.body is None:
+                    if evidence is None or message is None:
                         continue
                     matches = list(
                         session.scalars(
@@ -568,80 +551,31 @@ class Ledger:
                     )
                     yield job.job_id, message, evidence, matches
 
-    def purge_evidence(self, older_than: datetime) -> int:
-        """Drop the content of evidence captured before ``older_than`` (the hash stays); returns how many."""
-        with self.session() as session, session.begin():
-            result = session.execute(
-                update(EvidenceRow)
-                .where(EvidenceRow.captured_at < older_than, EvidenceRow.purged_at.is_(None))
-                .values(body=None, cloud_custom_data=None, purged_at=now())
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
+    def purge_evidence(self, older_than: datetime) -> Purged:
+        """Drop the content of evidence captured before ``older_than`` (the hash stays).
+
+        Evidence a recall may still need is kept, however old: that of a message in a pending or approved
+        plan, or whose recall is planned, failed or unverified. Works in short transactions of a few
+        hundred rows; returns the message row ids purged and how many were kept.
+        """
+        purged = Purged()
+        after: int | None = 0
+        while after is not None:
+            with self._write() as session:
+                after = purge_batch(session, older_than, after, purged)
+        return purged
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every time stored here is UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _job_id_of(session: Session, job_pk: int) -> str | None:
-    return session.scalar(select(JobRow.job_id).where(JobRow.id == job_pk))
-
-
-def _match_dict(match: MatchRow) -> dict[str, str]:
-    return {
-        "rule_id": match.rule_id,
-        "rule_type": match.rule_type,
-        "action": match.action,
-        "element_path": match.element_path,
-        "evidence": match.evidence,
-        "normalized": match.normalized,
-    }
-
-
-def _plan_view(plan: PlanRow, job: JobRow) -> PlanView:
-    return PlanView(
-        id=plan.id,
-        job_id=job.job_id,
-        reason=plan.reason,
-        status=plan.status,
-        created_at=plan.created_at,
-        decided_at=plan.decided_at,
-        decided_by=plan.decided_by,
-        note=plan.note,
-        apply_job_id=plan.apply_job_id,
-        job={
-            "job_id": job.job_id,
-            "conversation": job.conversation,
-            "suspect": job.suspect,
-            "ruleset": job.ruleset,
-            "report": job.report,
-            "window": {"since": job.window_since, "until": job.window_until},
-        },
-    )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
-def make_engine(url: str | URL) -> Engine:
-    """An engine for ``url``: SQLite files get WAL, full sync, foreign keys and a busy timeout."""
-    parsed = make_url(url)
-    if parsed.drivername.startswith("sqlite"):
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True)
+def _locked_plan(session: Session, plan_id: int) -> PlanRow:
+    plan = session.scalars(
+        select(PlanRow)
+        .where(PlanRow.id == plan_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if plan is None:
+        raise PlanStateError(f"no plan {plan_id}")
+    return plan
 
 
 def open_ledger(url: str) -> Ledger:
@@ -651,4 +585,21 @@ def open_ledger(url: str) -> Ledger:
     return Ledger(engine)
 
 
-__all__ = ["Claim", "IntegrityError", "Ledger", "PlanStateError", "PlanView", "ScannedMessage", "open_ledger"]
+__all__ = [
+    "Claim",
+    "JobIdConflict",
+    "Ledger",
+    "PlanItem",
+    "PlanStateError",
+    "PlanView",
+    "Purged",
+    "ScannedMessage",
+    "Settled",
+    "Started",
+    "content_hash",
+    "conversation_key",
+    "job_fingerprint",
+    "make_engine",
+    "now",
+    "open_ledger",
+]

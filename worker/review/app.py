@@ -2,7 +2,8 @@
 
 Authentication: the token is exchanged once for an HttpOnly, SameSite=Strict session cookie (an HMAC of
 the token, never the token itself); ``Authorization: Bearer <token>`` works too. Every decision form
-carries a CSRF value derived from the token. Approving queues the plan's apply job.
+carries a CSRF value derived from the token. Approving queues the plan's apply job; a rejected plan can be
+reopened (back to review), with the same protections.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from worker.review import render
 
 COOKIE = "recall_review"
 MAX_FORM_BYTES = 16 * 1024
+DECISIONS = ("approve", "reject", "reopen")
+RECENT_REJECTED = 20  # rejected plans listed on the index page, for a moderator to reopen
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -71,7 +74,8 @@ def build_review_app(ledger: Ledger, queues: Queues, token: str) -> Starlette:
 
     async def index(request: Request) -> Response:
         pending = ledger.list_plans("pending")
-        return HTMLResponse(render.plans_page(pending, request.query_params.get("flash", "")))
+        rejected = ledger.list_plans("rejected")[:RECENT_REJECTED]
+        return HTMLResponse(render.plans_page(pending, request.query_params.get("flash", ""), rejected))
 
     async def show(request: Request) -> Response:
         try:
@@ -82,6 +86,9 @@ def build_review_app(ledger: Ledger, queues: Queues, token: str) -> Starlette:
 
     async def decide(request: Request) -> Response:
         plan_id = int(request.path_params["plan_id"])
+        action = request.path_params["action"]
+        if action not in DECISIONS:
+            return HTMLResponse(render.page("Not found", "<p>No such decision.</p>"), status_code=404)
         form = await _form(request)
         if not hmac.compare_digest(form.get("csrf", ""), csrf_value):
             return HTMLResponse(
@@ -92,12 +99,15 @@ def build_review_app(ledger: Ledger, queues: Queues, token: str) -> Starlette:
         if not by:
             return HTMLResponse(render.page("Refused", "<p>Say who decides.</p>"), status_code=400)
         try:
-            if request.path_params["action"] == "approve":
+            if action == "approve":
                 job = plans.approve(ledger, queues, plan_id, by=by, note=note)
                 flash = f"Approved; {job.job_id} queued: it recalls exactly these messages."
-            else:
+            elif action == "reject":
                 plans.reject(ledger, plan_id, by=by, note=note)
-                flash = "Rejected; nothing of this plan will be recalled."
+                flash = "Rejected; nothing of this plan will be recalled, by it or by a later job."
+            else:
+                plans.reopen(ledger, plan_id, by=by, note=note)
+                flash = "Reopened; the plan waits for review again and its messages are no longer held back."
         except PlanStateError as exc:
             return HTMLResponse(render.page("Refused", f"<p>{render.e(exc)}</p>"), status_code=409)
         return RedirectResponse(f"/plans/{plan_id}?flash={flash}", status_code=303)

@@ -21,6 +21,7 @@ th,td{border-bottom:1px solid #e3e6eb;padding:8px;text-align:left;vertical-align
 form.decide{display:inline-block;margin-right:16px}
 button{padding:6px 14px;border-radius:4px;border:0;cursor:pointer}
 button.approve{background:#1f8f4e;color:#fff}button.reject{background:#b3261e;color:#fff}
+button.reopen{background:#3d5a99;color:#fff}
 input[type=text],input[type=password]{padding:5px;border:1px solid #c5cad3;border-radius:4px}
 .flash{background:#d6f5dd;padding:8px 12px;border-radius:4px}.error{background:#f8d7da;padding:8px 12px}
 """
@@ -48,6 +49,7 @@ def page(title: str, body: str) -> str:
 
 
 def login_page(error: str = "") -> str:
+    """The sign-in page (with ``error`` shown, if any)."""
     message = f"<p class=error>{e(error)}</p>" if error else ""
     return page(
         "Sign in",
@@ -61,7 +63,7 @@ def _when(epoch: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
-def plans_page(plans: Iterable[PlanView], flash: str = "") -> str:
+def _plan_rows(plans: Iterable[PlanView]) -> list[str]:
     rows = []
     for plan in plans:
         report = plan.job.get("report", {})
@@ -73,15 +75,30 @@ def plans_page(plans: Iterable[PlanView], flash: str = "") -> str:
             f"<td>{e(report.get('reporter', '-'))}: {e(report.get('reason', '-'))}</td>"
             f"<td>{e(plan.created_at.strftime('%Y-%m-%d %H:%M'))}</td></tr>"
         )
-    table = (
-        "<table id=plans><tr><th>plan</th><th>status</th><th>why</th><th>job</th><th>suspect</th>"
-        "<th>report</th>"
-        "<th>created</th></tr>" + "".join(rows) + "</table>"
-        if rows
-        else "<p id=no-plans>Nothing waits for review.</p>"
+    return rows
+
+
+def _plan_table(table_id: str, rows: list[str]) -> str:
+    return (
+        f"<table id={table_id}><tr><th>plan</th><th>status</th><th>why</th><th>job</th><th>suspect</th>"
+        "<th>report</th><th>created</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def plans_page(plans: Iterable[PlanView], flash: str = "", rejected: Iterable[PlanView] = ()) -> str:
+    """The index: plans awaiting review, and the latest rejected ones (which can be reopened)."""
+    rows = _plan_rows(plans)
+    table = _plan_table("plans", rows) if rows else "<p id=no-plans>Nothing waits for review.</p>"
+    rejected_rows = _plan_rows(rejected)
+    recent = (
+        "<h2>Recently rejected</h2><p>Their messages are held back from every later job until a plan with "
+        "them is approved, or the rejected plan is reopened.</p>"
+        + _plan_table("rejected-plans", rejected_rows)
+        if rejected_rows
+        else ""
     )
     notice = f"<p class=flash>{e(flash)}</p>" if flash else ""
-    return page("Plans", f"<h1>Plans awaiting review</h1>{notice}{table}")
+    return page("Plans", f"<h1>Plans awaiting review</h1>{notice}{table}{recent}")
 
 
 def _content_fields(content: dict[str, Any], base: str, kind: str) -> Iterator[tuple[str, str, str]]:
@@ -162,6 +179,7 @@ def _item(item: PlanItem) -> str:
 
 
 def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
+    """One plan: its job, each message's evidence, and the decisions it can take now."""
     job = plan.job
     report = job.get("report", {})
     notice = f"<p class=flash id=flash>{e(flash)}</p>" if flash else ""
@@ -173,19 +191,29 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
             + (f"; apply job {e(plan.apply_job_id)}" if plan.apply_job_id else "")
             + "</p>"
         )
-    forms = ""
+    actions: list[tuple[str, str]] = []
+    blocked = ""
     if plan.status == "pending":
-        forms = "".join(
-            f"<form class=decide method=post action='/plans/{plan.id}/{action}'>"
-            f"<input type=hidden name=csrf value='{e(csrf)}'>"
-            f"<input type=text name=by placeholder='your name' required id='{action}-by'> "
-            f"<input type=text name=note placeholder='note (optional)'> "
-            f"<button type=submit class={action} id={action}>{label}</button></form>"
-            for action, label in (
-                ("approve", f"Approve: recall {len(plan.items)} message(s)"),
-                ("reject", "Reject"),
+        missing = plan.missing_evidence
+        if missing:
+            blocked = (
+                f"<p class=error id=cannot-approve>This plan cannot be approved: the evidence of "
+                f"{len(missing)} of its messages was purged or never stored, and nothing is recalled without "
+                "its evidence. Reject it, or have the conversation scanned again.</p>"
             )
-        )
+        else:
+            actions.append(("approve", f"Approve: recall {len(plan.items)} message(s)"))
+        actions.append(("reject", "Reject"))
+    elif plan.status == "rejected":
+        actions.append(("reopen", "Reopen: review again"))
+    forms = blocked + "".join(
+        f"<form class=decide method=post action='/plans/{plan.id}/{action}'>"
+        f"<input type=hidden name=csrf value='{e(csrf)}'>"
+        f"<input type=text name=by placeholder='your name' required id='{action}-by'> "
+        f"<input type=text name=note placeholder='note (optional)'> "
+        f"<button type=submit class={action} id={action}>{label}</button></form>"
+        for action, label in actions
+    )
     return page(
         f"Plan {plan.id}",
         f"<h1>Plan {plan.id} <span class='badge {e(plan.status)}' id=status>{e(plan.status)}</span></h1>"

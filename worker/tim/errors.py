@@ -15,6 +15,9 @@ RETRYABLE_CODES: frozenset[int] = frozenset({10002, 91000, 60007, 60011, 60018, 
 RATE_LIMIT_CODES: frozenset[int] = frozenset({60007, 60011, 60018, 60019})
 #: UserSig problems: retrying with the same key cannot help.
 USERSIG_CODES: frozenset[int] = frozenset({70001, 70002, 70003, 70009, 70013, 70014, 70016, 70020, 70050})
+#: Codes that say the deployment's credentials are wrong (the UserSig codes, and an identifier that is not
+#: the app admin), not that the job is: no job can succeed until the settings are fixed.
+CREDENTIAL_CODES: frozenset[int] = USERSIG_CODES | {60010}
 
 
 class TimError(Exception):
@@ -64,3 +67,10 @@ class TimProtocolError(TimError):
     def __init__(self, command: str, problem: str) -> None:
         self.command = command
         super().__init__(f"{command} returned a malformed reply: {bounded(problem, 300)}")
+
+
+def credential_code(error: BaseException) -> int | None:
+    """The ErrorCode if ``error`` says the credentials are wrong (see :data:`CREDENTIAL_CODES`), else None."""
+    if isinstance(error, TimApiError) and error.code in CREDENTIAL_CODES:
+        return error.code
+    return None

@@ -1,0 +1,71 @@
+"""Building jobs and scanned messages for ledger-level tests (no emulator, no broker)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from rules.model import Match
+from worker.jobs import Job
+from worker.ledger.store import Ledger, ScannedMessage, Started
+
+T0 = 1_800_000_000
+
+
+def make_job(
+    job_id: str, *, operator: str = "bob", peer: str = "eve", suspect: str = "eve", **extra: Any
+) -> Job:
+    """A one-to-one job on ``operator``/``peer``'s conversation."""
+    return Job.model_validate(
+        {
+            "version": 1,
+            "job_id": job_id,
+            "conversation": {"type": "c2c", "operator": operator, "peer": peer},
+            "suspect": suspect,
+            "window": {"since": T0, "until": T0 + 3600},
+            **extra,
+        }
+    )
+
+
+def scanned(
+    msg_key: str,
+    *,
+    sender: str = "eve",
+    text: str = "buy spam",
+    rule: str = "kw-spam",
+    action: str = "recall",
+) -> ScannedMessage:
+    """A matched text message sent by ``sender``."""
+    body = [{"MsgType": "TIMTextElem", "MsgContent": {"Text": text}}]
+    match = Match(msg_key, rule, "keyword", action, "MsgBody[0].MsgContent.Text", "spam", "spam")  # type: ignore[arg-type]
+    return ScannedMessage(msg_key, sender, "bob", T0 + 1, body, "", [match])
+
+
+def start(ledger: Ledger, job: Job) -> int:
+    """Start ``job`` in the ledger; its row id."""
+    started = ledger.start_job(job, ruleset_version="v1")
+    assert isinstance(started, Started), started
+    return started.pk
+
+
+def record(ledger: Ledger, job: Job, keys: list[str], **kwargs: Any) -> tuple[int, dict[str, int]]:
+    """Start ``job`` and record ``keys`` as its matched messages: its row id, and MsgKey -> message row id."""
+    job_pk = start(ledger, job)
+    return job_pk, ledger.record_scan(job_pk, job, [scanned(key, **kwargs) for key in keys])
+
+
+def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``recall-worker ARGS`` on the ledger at ``database_url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
+    env["RECALL_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

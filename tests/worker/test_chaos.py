@@ -1,0 +1,381 @@
+"""The guarantees under faults, as production runs the worker: three worker processes on RabbitMQ with the
+PostgreSQL ledger, the Chat API answering 10002/91000/HTTP 502 and stalling, a worker SIGKILLed every few
+seconds, the broker stopped and started while jobs sit in the retry queues, poison deliveries mixed in.
+
+It asserts what the README promises: every job gets a result (repeats byte-identical), nothing is recalled
+that should not be and nothing is missed, every poison delivery is dead-lettered with a reason, no worker
+exits but the ones killed, and the ledger ends with every job settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+import signal
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import psycopg.sql
+import pytest
+
+from tests.conftest import make_client
+from tests.ledger.conftest import PG_ADMIN
+from tests.services import POSTGRES, RABBITMQ, require
+from tests.worker.conftest import AMQP_URL
+from tests.worker.harness import ProcessWorker, job, worker_settings
+from tests.worker.test_poison import publish
+from tests.worker.test_retry_durability import queue_depth, restart_rabbitmq
+from worker.config import Settings
+from worker.emulator.seed import (
+    add_subscribers,
+    create_official_account,
+    import_accounts,
+    import_c2c,
+    send_official_account,
+    text,
+)
+from worker.emulator.server import EmulatorThread
+from worker.jobs import Job
+from worker.queues import Queues
+
+pytestmark = pytest.mark.slow
+
+C2C_CONVERSATIONS = 240
+OFFICIAL_ACCOUNTS = 40
+WORKERS = 3
+KILL_EVERY_S = (1.5, 3.5)
+FAULTS = {
+    "commands": {
+        "*": {
+            "error_rates": {"10002": 0.05, "91000": 0.05},
+            "http_502_rate": 0.02,
+            "timeout_rate": 0.01,
+            "timeout_s": 5,
+            "latency_ms": 40,
+        }
+    },
+    "seed": 11,
+}
+T0 = int(time.time()) - 3600
+
+
+#: A message's identity: its conversation and its MsgKey (official-account keys repeat across accounts).
+Identity = tuple[str, str]
+
+
+@dataclass
+class Expected:
+    """What the jobs must recall, and what they must leave."""
+
+    jobs: list[Job] = field(default_factory=list)
+    recall: set[Identity] = field(default_factory=set)
+    keep: set[Identity] = field(default_factory=set)
+
+
+async def seed(url: str) -> Expected:
+    """One-to-one conversations and official accounts, each with spam to recall and messages to keep."""
+    expected = Expected()
+    async with make_client(url) as client:
+        users = [f"{p}{i}" for i in range(C2C_CONVERSATIONS) for p in ("s", "r")]
+        await import_accounts(client, [*users, "owner", "reader"])
+        for i in range(C2C_CONVERSATIONS):
+            suspect, reporter = f"s{i}", f"r{i}"
+            messages = [(suspect, reporter, T0 + 10 * n, f"FREE CRYPTO spam #{n}", True) for n in range(3)]
+            messages += [
+                (suspect, reporter, T0 + 5, "see you tomorrow", False),
+                (reporter, suspect, T0 + 6, "stop sending me spam", False),
+                (suspect, reporter, T0 - 500, "old spam before the window", False),
+            ]
+            for seq, (sender, receiver, at, words, spam) in enumerate(messages, start=1):
+                key = await import_c2c(
+                    client,
+                    sender=sender,
+                    receiver=receiver,
+                    timestamp=at,
+                    seq=seq,
+                    random=i,
+                    body=[text(words)],
+                )
+                (expected.recall if spam else expected.keep).add((f"c2c:{suspect}", key))
+            expected.jobs.append(
+                job(
+                    f"chaos-c2c-{i}",
+                    operator=reporter,
+                    peer=suspect,
+                    suspect=suspect,
+                    since=T0 - 60,
+                    until=T0 + 600,
+                )
+            )
+        for i in range(OFFICIAL_ACCOUNTS):
+            account = await create_official_account(client, owner="owner", name=f"News {i}")
+            await add_subscribers(client, account, ["reader"])
+            for n in range(4):
+                spam = n % 2 == 0
+                key = await send_official_account(
+                    client,
+                    account=account,
+                    random=100 * i + n,
+                    body=[text("FREE CRYPTO offer" if spam else "weather")],
+                )
+                (expected.recall if spam else expected.keep).add((account, key))
+            now = int(time.time())
+            expected.jobs.append(
+                Job.model_validate(
+                    {
+                        "version": 1,
+                        "job_id": f"chaos-oa-{i}",
+                        "conversation": {"type": "official_account", "account": account},
+                        "suspect": account,
+                        "window": {"since": now - 3600, "until": now + 3600},
+                    }
+                )
+            )
+    random.Random(5).shuffle(expected.jobs)
+    return expected
+
+
+def poison(settings: Settings, n: int) -> list[str]:
+    """Five kinds of undeliverable jobs, each marked so its dead letter can be found; returns the marks."""
+    marks = [f"poison-{kind}-{n}" for kind in ("gzip", "pickle", "headers", "nested", "bytes")]
+    publish(settings, marks[0].encode(), headers={"compression": "application/x-gzip"})
+    publish(settings, orjson.dumps({"mark": marks[1]}), content_type="application/x-python-serialize")
+    publish(settings, orjson.dumps({"mark": marks[2]}), headers={"x-filler": "f" * 100_000})
+    publish(settings, b"[" * 3000 + orjson.dumps(marks[3]) + b"]" * 3000)
+    publish(settings, b"\xff\xfe" + marks[4].encode(), content_encoding=None)
+    return marks
+
+
+@pytest.fixture
+def pg_ledger() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema: the workers migrate it as they start, together."""
+    require(POSTGRES)
+    schema = f"chaos_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+class Fleet:
+    """The worker processes: killed and replaced on demand; any other exit is a failure."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self.settings = settings
+        self.logs = logs
+        self.started = 0
+        self.kills = 0
+        self.unexpected: list[str] = []
+        self.workers: list[ProcessWorker] = []
+
+    def start(self) -> None:
+        self.started += 1
+        self.workers.append(ProcessWorker(self.settings, self.logs / f"worker-{self.started}.log").start())
+
+    def check(self) -> None:
+        for worker in list(self.workers):
+            assert worker.proc is not None
+            code = worker.proc.poll()
+            if code is not None:
+                self.unexpected.append(f"{worker.log_path.name} exited with {code}: {worker.log()[-2000:]}")
+                self.workers.remove(worker)
+                self.start()
+
+    def kill_one(self, rng: random.Random) -> None:
+        victim = rng.choice(self.workers)
+        victim.signal(signal.SIGKILL)
+        assert victim.wait(10) == -signal.SIGKILL
+        self.kills += 1
+        self.workers.remove(victim)
+        self.start()
+
+    def stop(self) -> list[int]:
+        codes = []
+        for worker in self.workers:
+            worker.signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                codes.append(worker.wait(60))
+            finally:
+                worker.stop()
+        return codes
+
+
+class Collector:
+    """Takes results and dead letters off their queues, riding out the broker restart."""
+
+    def __init__(self, queues: Queues) -> None:
+        self.queues = queues
+        self.results: dict[str | None, list[bytes]] = defaultdict(list)
+        self.dead: list[Any] = []
+
+    def drain(self) -> None:
+        try:
+            for envelope in self.queues.read(self.queues.names.results, take=True):
+                self.results[orjson.loads(envelope.body)["job_id"]].append(envelope.body)
+            self.dead += self.queues.read(self.queues.names.dead, take=True)
+        except Exception as exc:  # noqa: BLE001 - the broker may be restarting; read again later
+            print(f"queues not readable now: {type(exc).__name__}")
+
+    def done(self, jobs: list[Job]) -> int:
+        return sum(1 for j in jobs if j.job_id in self.results)
+
+
+def recalled(url: str, expected: Expected) -> set[Identity]:
+    """Messages the emulator shows recalled, in every conversation the jobs name."""
+    found: set[Identity] = set()
+    seen: set[Identity] = set()
+    for item in expected.jobs:
+        conversation = item.conversation.model_dump()
+        if conversation["type"] == "c2c":
+            where = f"c2c:{conversation['peer']}"
+            params = {"a": conversation["peer"], "b": conversation["operator"]}
+            messages = httpx.get(f"{url}/_emulator/c2c", params=params).json()["messages"]
+            gone = [m["MsgFlagBits"] == 8 for m in messages]
+        else:
+            where = conversation["account"]
+            messages = httpx.get(f"{url}/_emulator/official_account", params={"id": where}).json()["messages"]
+            gone = [m["IsPlaceMsg"] == 2 for m in messages]
+        for message, is_gone in zip(messages, gone, strict=True):
+            seen.add((where, message["MsgKey"]))
+            if is_gone:
+                found.add((where, message["MsgKey"]))
+    assert expected.recall | expected.keep <= seen, "the emulator lost seeded messages"
+    return found
+
+
+def test_chaos(emulator: EmulatorThread, pg_ledger: str, tmp_path: Path) -> None:
+    require(RABBITMQ)
+    started = time.monotonic()
+    expected = asyncio.run(seed(emulator.url))
+    settings = worker_settings(
+        AMQP_URL,
+        emulator.url,
+        database_url=pg_ledger,
+        concurrency=4,
+        max_attempts=12,
+        retry_base_delay_s=1.0,
+        retry_max_delay_s=4.0,
+        tim_max_attempts=2,
+        tim_timeout_s=3.0,
+        shutdown_budget_s=10,
+    )
+    queues = Queues(settings)
+    collector = Collector(queues)
+    fleet = Fleet(settings, tmp_path)
+    rng = random.Random(7)
+    restarts = 0
+    parked_at_restart = 0
+    marks: list[str] = []
+    try:
+        httpx.post(f"{emulator.url}/_emulator/faults", json=FAULTS).raise_for_status()
+        for _ in range(WORKERS):
+            fleet.start()  # together, on an empty ledger: the migration must not race
+        half = len(expected.jobs) // 2
+        for n, start in enumerate(range(0, len(expected.jobs), 10)):
+            queues.submit(expected.jobs[start : start + 10])
+            if n % 3 == 0:
+                marks += poison(settings, n)
+        next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_S)
+        deadline = time.monotonic() + 240
+        while collector.done(expected.jobs) < len(expected.jobs):
+            assert time.monotonic() < deadline, (
+                f"only {collector.done(expected.jobs)} of {len(expected.jobs)} jobs have a result; "
+                f"unexpected exits: {fleet.unexpected}"
+            )
+            fleet.check()
+            if time.monotonic() >= next_kill:
+                fleet.kill_one(rng)
+                next_kill = time.monotonic() + rng.uniform(*KILL_EVERY_S)
+            if not restarts and collector.done(expected.jobs) >= half // 2:
+                parked_at_restart = park_jobs_and_restart_broker(emulator.url, queues, settings)
+                restarts += 1
+            collector.drain()
+            time.sleep(0.2)
+        codes = fleet.stop()
+        collector.drain()
+        time.sleep(1.0)  # any repeat of a result would be on the queue by now
+        collector.drain()
+    finally:
+        for worker in fleet.workers:
+            worker.stop()
+        httpx.delete(f"{emulator.url}/_emulator/faults")
+        queues.delete_all()
+
+    jobs_by_id = {j.job_id for j in expected.jobs}
+    results = {job_id: bodies for job_id, bodies in collector.results.items() if job_id in jobs_by_id}
+    duplicates = sum(len(bodies) - 1 for bodies in results.values())
+    statuses = Counter(orjson.loads(bodies[0])["status"] for bodies in results.values())
+    gone = recalled(emulator.url, expected)
+    wrong = gone & expected.keep
+    missed = expected.recall - gone
+    dead_marks = {
+        mark
+        for letter in collector.dead
+        for mark in marks
+        if mark.encode() in letter.body or mark.encode() in gzip_safe(letter.body)
+    }
+    reasons = Counter(letter.headers.get("x-dead-reason") for letter in collector.dead)
+    ledger = ledger_statuses(pg_ledger)
+    print(
+        f"\nchaos: {len(expected.jobs)} jobs, {len(marks)} poison deliveries, {fleet.kills} kills, "
+        f"{restarts} broker restart(s) with {parked_at_restart} jobs parked for retry, "
+        f"{len(expected.jobs) - len(results)} lost, {duplicates} repeated results, {len(wrong)} wrong and "
+        f"{len(missed)} missed recalls of {len(expected.recall)}, dead letters {dict(reasons)}, "
+        f"{time.monotonic() - started:.0f} s"
+    )
+    assert set(results) == jobs_by_id, "every job has a result"
+    for job_id, bodies in results.items():
+        assert len(set(bodies)) == 1, f"{job_id}: repeated results differ"
+    assert statuses == {"done": len(expected.jobs)}, statuses
+    assert not wrong, f"recalled messages that must stay: {sorted(wrong)[:5]}"
+    assert not missed, f"missed: {sorted(missed)[:5]}"
+    assert dead_marks == set(marks), f"poison not dead-lettered: {sorted(set(marks) - dead_marks)}"
+    assert set(reasons) <= {"undecodable", "invalid_job"}, reasons
+    assert fleet.unexpected == [], fleet.unexpected
+    assert codes == [0] * WORKERS, "SIGTERM ends each worker cleanly"
+    assert fleet.kills >= 5
+    assert restarts == 1 and parked_at_restart > 0
+    assert ledger == {"done": len(expected.jobs)}, ledger
+
+
+def gzip_safe(body: bytes) -> bytes:
+    try:
+        return gzip.decompress(body)
+    except (OSError, EOFError):
+        return b""
+
+
+def park_jobs_and_restart_broker(url: str, queues: Queues, settings: Settings) -> int:
+    """Make the next attempts fail until some jobs wait in the retry queues, then restart RabbitMQ."""
+    failing = {"commands": {"admin_getroammsg": {"error_rates": {"91000": 1.0}}, **FAULTS["commands"]}}
+    httpx.post(f"{url}/_emulator/faults", json={**FAULTS, **failing}).raise_for_status()
+    retry_queues = [queues.names.retry(round(s * 1000)) for s in (1.0, 2.0, 4.0)]
+    deadline = time.monotonic() + 30
+    parked = 0
+    while time.monotonic() < deadline and parked < 3:
+        parked = sum(queue_depth(name) for name in retry_queues)
+        time.sleep(0.05)
+    httpx.post(f"{url}/_emulator/faults", json=FAULTS).raise_for_status()
+    restart_rabbitmq(down_s=5.0)  # longer than the retry delays: they run out while the broker is down
+    return parked
+
+
+def ledger_statuses(url: str) -> Counter[str]:
+    schema = url.rsplit("%3D", 1)[1]
+    with psycopg.connect(PG_ADMIN) as conn:
+        query = psycopg.sql.SQL("SELECT status, count(*) FROM {}.jobs GROUP BY status")
+        rows = conn.execute(query.format(psycopg.sql.Identifier(schema))).fetchall()
+    return Counter(dict(rows))

@@ -1,0 +1,104 @@
+"""What a job's scan records: messages by conversation and MsgKey, their evidence, and the rules' matches."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from worker.jobs import C2CConversation, Job, OfficialAccountConversation
+from worker.ledger.models import EvidenceRow, MessageRow
+from worker.ledger.upsert import chunks
+
+
+def conversation_key(job: Job) -> str:
+    """A conversation's identity, the same from either party's side."""
+    conversation = job.conversation
+    if isinstance(conversation, C2CConversation):
+        return "c2c:" + "|".join(sorted((conversation.operator, conversation.peer)))
+    if isinstance(conversation, OfficialAccountConversation):
+        return f"oa:{conversation.account}"
+    return f"group:{conversation.group_id}"
+
+
+def content_hash(body: Any, cloud_custom_data: str) -> str:
+    """SHA-256 of a message's content in canonical JSON (sorted keys)."""
+    canonical = orjson.dumps(
+        {"CloudCustomData": cloud_custom_data, "MsgBody": body}, option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedMessage:
+    """What the ledger records of a matched message."""
+
+    msg_key: str
+    sender: str
+    receiver: str | None
+    timestamp: int
+    body: Sequence[Any]
+    cloud_custom_data: str
+    matches: Sequence[Any]  # rules.Match-like: rule_id, rule_type, action, element_path, evidence, normalized
+
+
+def message_ids(session: Session, key: str, msg_keys: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for part in chunks(msg_keys):
+        rows = session.execute(
+            select(MessageRow.msg_key, MessageRow.id).where(
+                MessageRow.conversation_key == key, MessageRow.msg_key.in_(part)
+            )
+        )
+        ids.update({str(msg_key): int(pk) for msg_key, pk in rows})
+    return {msg_key: ids[msg_key] for msg_key in msg_keys}
+
+
+def recapture_purged(session: Session, evidence: dict[int, dict[str, Any]]) -> None:
+    """Fill purged evidence again from a new capture of the same content (the same hash)."""
+    for part in chunks(sorted(evidence)):
+        purged = session.execute(
+            select(EvidenceRow.message_pk, EvidenceRow.content_hash).where(
+                EvidenceRow.message_pk.in_(part), EvidenceRow.purged_at.is_not(None)
+            )
+        )
+        for message_pk, stored_hash in purged:
+            values = evidence[message_pk]
+            if values["content_hash"] != stored_hash:
+                continue  # not the original content: the purged record stays as it is
+            session.execute(
+                update(EvidenceRow)
+                .where(EvidenceRow.message_pk == message_pk, EvidenceRow.purged_at.is_not(None))
+                .values(
+                    job_pk=values["job_pk"],
+                    body=values["body"],
+                    cloud_custom_data=values["cloud_custom_data"],
+                    captured_at=values["captured_at"],
+                    purged_at=None,
+                )
+            )
+
+
+def match_rows(job_pk: int, message_pk: int, matches: Iterable[Any]) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for match in matches:
+        element_path = getattr(match, "element_path", "")
+        rows.setdefault(
+            (match.rule_id, element_path),
+            {
+                "job_pk": job_pk,
+                "message_pk": message_pk,
+                "rule_id": match.rule_id,
+                "rule_type": getattr(match, "rule_type", ""),
+                "action": match.action,
+                "element_path": element_path,
+                "evidence": getattr(match, "evidence", ""),
+                "normalized": getattr(match, "normalized", ""),
+            },
+        )
+    return [rows[path] for path in sorted(rows)]

@@ -1,0 +1,47 @@
+"""Atomic insert-if-absent and upsert (``INSERT … ON CONFLICT``) on the ledger's two databases.
+
+Selecting a row and inserting it when missing races with another worker doing the same: one of them fails
+on the unique key. ``ON CONFLICT`` decides in the database instead; on PostgreSQL an insert that meets a
+row another transaction is inserting waits for that transaction, then skips (or updates) it.
+
+Callers insert rows in a stable order (by key), so that two transactions never wait on each other's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import Base
+
+#: Rows, or values of an IN list, per statement: well under SQLite's and PostgreSQL's parameter limits.
+CHUNK = 200
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``model``'s table in the dialect of ``session``'s database (for ``on_conflict_*``)."""
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(model)
+    if name == "sqlite":
+        return sqlite.insert(model)
+    raise NotImplementedError(f"the ledger runs on PostgreSQL or SQLite, not {name}")
+
+
+def insert_missing(
+    session: Session, model: type[Base], rows: Iterable[dict[str, Any]], *, key: Sequence[str]
+) -> None:
+    """Insert each of ``rows`` unless a row with the same ``key`` (a unique key) exists."""
+    for part in chunks(list(rows)):
+        session.execute(insert(session, model).values(list(part)).on_conflict_do_nothing(index_elements=key))
