@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import FrameType
 from typing import Any, Protocol
 
@@ -381,14 +382,18 @@ class Worker:
         if self._stop_requested.is_set() or not self.gate.open:
             self._requeue(message)
             return
-        replayed, deliveries = h.REPLAYED_AT in headers, h.delivery_count(headers)
-        future = self._jobs.submit(self._execute(job, attempt, replayed=replayed, deliveries=deliveries))
+        replayed_at, deliveries = h.replayed_at(headers), h.delivery_count(headers)
+        future = self._jobs.submit(
+            self._execute(job, attempt, replayed_at=replayed_at, deliveries=deliveries)
+        )
         self._in_flight[future] = InFlight(message, job, attempt, time.monotonic())
         self.state.in_flight = len(self._in_flight)
         future.add_done_callback(self._done.put)
         log.info("job.started", job_id=job.job_id, attempt=attempt, conversation=job.conversation.type)
 
-    async def _execute(self, job: Job, attempt: int, *, replayed: bool, deliveries: int) -> Settlement:
+    async def _execute(
+        self, job: Job, attempt: int, *, replayed_at: datetime | None, deliveries: int
+    ) -> Settlement:
         if self._client is None:
             raise RuntimeError("the worker's client is not running")
         # Every log line of this job's task, the client's included, carries these fields.
@@ -404,7 +409,7 @@ class Worker:
             policy=self.policy,
             retry=self.retry,
             timeout_s=self.settings.job_timeout_s,
-            replayed=replayed,
+            replayed_at=replayed_at,
             deliveries=deliveries,
         )
 

@@ -56,7 +56,7 @@ class Queues:
             for job in jobs:
                 headers: dict[str, Any] = {h.JOB_ID: job.job_id}
                 if rerun:
-                    headers[h.REPLAYED_AT] = int(time.time())
+                    headers[h.REPLAYED_AT] = h.now_stamp()
                 publisher.publish(
                     self.names.jobs, job.model_dump_json(exclude_none=True).encode(), headers=headers
                 )
@@ -121,7 +121,7 @@ class Queues:
                 if job_ids is not None and headers.get(h.JOB_ID) not in job_ids:
                     skipped.append(message)
                     continue
-                replayed = {**h.own(headers, (h.JOB_ID,)), h.REPLAYED_AT: int(time.time())}
+                replayed = {**h.own(headers, (h.JOB_ID,)), h.REPLAYED_AT: h.now_stamp()}
                 publisher.publish(self.names.jobs, h.raw_body(message), headers=replayed)
                 message.ack()
                 moved += 1

@@ -11,6 +11,7 @@ import asyncio
 import enum
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -121,14 +122,14 @@ async def execute(
     policy: Policy,
     retry: RetryPolicy,
     timeout_s: float,
-    replayed: bool = False,
+    replayed_at: datetime | None = None,
     deliveries: int = 0,
 ) -> Settlement:
     """Run ``job`` once and decide its settlement. Never raises (but for cancellation).
 
     A job the ledger already settled is not run again: its stored result is published again, byte for
-    byte (at-least-once delivery makes repeats happen). The exception is an operator's replay
-    (``replayed``) of a job that failed: that is a new attempt.
+    byte (at-least-once delivery makes repeats happen). The exception is an operator's replay, at
+    ``replayed_at``, of a job that failed before: that is a new attempt.
     """
     started = time.perf_counter()
     bound = log.bind(job_id=job.job_id, attempt=attempt, conversation=job.conversation.type)
@@ -140,7 +141,7 @@ async def execute(
     job_pk: int | None = None
     try:
         start = await asyncio.to_thread(
-            ledger.start_job, job, ruleset_version=rules.version, rerun_failed=replayed
+            ledger.start_job, job, ruleset_version=rules.version, replayed_at=replayed_at
         )
         if isinstance(start, Settled):
             bound.info("job.repeated", status=start.status, note="settled before: its result is sent again")

@@ -6,6 +6,7 @@ A dry run unless ``--recall``; the progress bar shows how far back through the w
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 from typing import Any
@@ -79,7 +80,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
     return Job.model_validate(
         {
             "version": 1,
-            "job_id": args.job_id or f"scan-{int(time.time())}",
+            "job_id": args.job_id or f"scan-{int(time.time())}-{secrets.token_hex(3)}",
             "conversation": conversation,
             "suspect": suspect,
             "window": {"since": since, "until": until},

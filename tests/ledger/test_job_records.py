@@ -4,6 +4,7 @@ recall the history shows done counts as verified."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -131,7 +132,11 @@ def test_a_failed_job_runs_again_only_for_an_operator_replaying_it(ledger: Ledge
         dead_reason="permanent_error",
     )
     assert ledger.start_job(job, ruleset_version="v1") == Settled("failed", failed, "permanent_error")
-    rerun = ledger.start_job(job, ruleset_version="v1", rerun_failed=True)
+    before = datetime.now(UTC) - timedelta(hours=1)
+    assert ledger.start_job(job, ruleset_version="v1", replayed_at=before) == Settled(
+        "failed", failed, "permanent_error"
+    ), "a replay from before the failure does not run it again"
+    rerun = ledger.start_job(job, ruleset_version="v1", replayed_at=datetime.now(UTC) + timedelta(seconds=1))
     assert rerun == Started(started.pk, 2)
     audit = ledger.audit("report-x")
     assert (audit["status"], audit["result"], audit["dead_reason"], audit["settled_at"]) == (
@@ -144,7 +149,8 @@ def test_a_failed_job_runs_again_only_for_an_operator_replaying_it(ledger: Ledge
         started.pk, status="done", result=RESULT, error=None, scanned=1, pages=1, dead_reason=None
     )
     assert done == Settled("done", RESULT, None)
-    assert ledger.start_job(job, ruleset_version="v1", rerun_failed=True) == done, "only a failure runs again"
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert ledger.start_job(job, ruleset_version="v1", replayed_at=later) == done, "only a failure runs again"
 
 
 def test_a_row_from_before_fingerprints_is_adopted_by_its_own_job_only(ledger: Ledger) -> None:

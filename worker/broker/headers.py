@@ -8,6 +8,8 @@ bounded, so a publish can never fail because of what some producer put in a head
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.jobs import is_valid_job_id
@@ -35,6 +37,7 @@ DEFAULT_TEXT_LIMIT = 200
 CARRIED = (JOB_ID, ATTEMPT, LAST_ERROR, REPLAYED_AT)
 #: Headers a dead letter adds; a replay drops them again.
 DEAD_LETTER = (DEAD_REASON, DEAD_ERROR, DEAD_AT, ATTEMPTS, ORIGINAL_CONTENT_TYPE, ORIGINAL_COMPRESSION)
+
 
 def plain(name: str, value: Any) -> str | int | float | bool | None:
     """``value`` as a header of ours may hold it: a bounded string or a number; None if it is neither."""
@@ -68,6 +71,19 @@ def attempt_of(headers: Any) -> int:
     """The attempt number a delivery carries (1 when absent or nonsense)."""
     value = headers.get(ATTEMPT) if isinstance(headers, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 10_000 else 1
+
+
+def now_stamp() -> float:
+    """The time now as a header holds it: Unix seconds, to the millisecond."""
+    return round(time.time(), 3)
+
+
+def replayed_at(headers: Any) -> datetime | None:
+    """When an operator replayed this job (``dlq replay``, ``plans requeue``), if one did."""
+    value = headers.get(REPLAYED_AT) if isinstance(headers, dict) else None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 2**32:
+        return None
+    return datetime.fromtimestamp(value, UTC)
 
 
 def delivery_count(headers: Any) -> int:

@@ -94,12 +94,16 @@ class Ledger:
 
     # jobs -------------------------------------------------------------------------------------------
 
-    def start_job(self, job: Job, *, ruleset_version: str, rerun_failed: bool = False) -> Started | Settled:
+    def start_job(
+        self, job: Job, *, ruleset_version: str, replayed_at: datetime | None = None
+    ) -> Started | Settled:
         """Record an attempt of ``job``, or return its settlement if the ledger already holds one.
 
         One transaction, with the job's row locked. Raises :class:`JobIdConflict` (changing nothing) if the
-        job id belongs to another job. A settled job is not started again, unless it failed and
-        ``rerun_failed`` (an operator replaying a dead letter): then its stored result is cleared.
+        job id belongs to another job. A settled job is not started again, unless it failed and an operator
+        asked for it again after that (``replayed_at``, a dead letter's replay or a plan's requeue, later
+        than the settlement): then its stored result is cleared. A repeat of that same replay, once it has
+        settled in turn, gets the new stored result.
         """
         fingerprint = job_fingerprint(job)
         with self._write() as session:
@@ -115,7 +119,8 @@ class Ledger:
             if row.fingerprint != fingerprint:
                 raise JobIdConflict(job.job_id, row.conversation_key, row.suspect)
             if row.result is not None:
-                if not (rerun_failed and row.status == "failed"):
+                replayed = replayed_at is not None and aware(row.settled_at or replayed_at) < replayed_at
+                if not (replayed and row.status == "failed"):
                     return settled(row)
                 row.result = row.dead_reason = row.settled_at = row.error = row.finished_at = None
             row.attempts += 1
