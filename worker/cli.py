@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,12 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # A stop asked for while the worker is still starting (imports, migrations) is kept, not fatal: the
+    # worker then starts, consumes nothing and exits 0, as a SIGTERM later would have it.
+    stop_early = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_early.set())
+
     from worker.consumer import Worker, make_client
     from worker.logs import configure_logging
     from worker.observability import Metrics, serve_operations
@@ -70,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     worker.state.rules_loaded = True
     worker.install_signal_handlers()
+    if stop_early.is_set():
+        worker.request_stop()
     signal.signal(signal.SIGHUP, lambda *_: rulebook.reload())
     with serve_operations(settings, worker.state, metrics):
         return worker.run()

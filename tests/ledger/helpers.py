@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from rules.model import Match
+from tests.worker.harness import job
 from worker.jobs import Job
 from worker.ledger.store import Ledger, ScannedMessage, Started
 
@@ -17,17 +18,8 @@ T0 = 1_800_000_000
 def make_job(
     job_id: str, *, operator: str = "bob", peer: str = "eve", suspect: str = "eve", **extra: Any
 ) -> Job:
-    """A one-to-one job on ``operator``/``peer``'s conversation."""
-    return Job.model_validate(
-        {
-            "version": 1,
-            "job_id": job_id,
-            "conversation": {"type": "c2c", "operator": operator, "peer": peer},
-            "suspect": suspect,
-            "window": {"since": T0, "until": T0 + 3600},
-            **extra,
-        }
-    )
+    """A one-to-one job on ``operator``/``peer``'s conversation, over the hour from ``T0``."""
+    return job(job_id, operator=operator, peer=peer, suspect=suspect, since=T0, until=T0 + 3600, **extra)
 
 
 def scanned(
@@ -57,10 +49,11 @@ def record(ledger: Ledger, job: Job, keys: list[str], **kwargs: Any) -> tuple[in
     return job_pk, ledger.record_scan(job_pk, job, [scanned(key, **kwargs) for key in keys])
 
 
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``recall-worker ARGS`` on the ledger at ``database_url``."""
+def cli(database_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """Run ``recall-worker ARGS`` on the ledger at ``database_url`` (and ``RECALL_<NAME>`` = each setting)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
     env["RECALL_DATABASE_URL"] = database_url
+    env.update({f"RECALL_{name.upper()}": value for name, value in settings.items()})
     return subprocess.run(
         [sys.executable, "-m", "worker.cli", *args],
         env=env,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from tests.keyword_rules import StaticRules
+from tests.ledger.helpers import cli as run_cli
 from tests.ledger.test_ledger import c2c_job, seed
 from tests.worker.harness import ThreadWorker, wait_results, worker_settings
 from worker.config import Settings
@@ -129,21 +128,8 @@ def test_sqlite_ledger_enforces_foreign_keys(tmp_path: Path) -> None:
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
-    env.update(
-        {
-            "RECALL_DATABASE_URL": settings.database_url,
-            "RECALL_BROKER_URL": settings.broker_url,
-            "RECALL_QUEUE_PREFIX": settings.queue_prefix,
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_cli(
+        settings.database_url, *args, broker_url=settings.broker_url, queue_prefix=settings.queue_prefix
     )
 
 

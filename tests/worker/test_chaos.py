@@ -14,7 +14,6 @@ import gzip
 import random
 import signal
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,8 +27,8 @@ import psycopg.sql
 import pytest
 
 from tests.conftest import make_client
-from tests.ledger.conftest import PG_ADMIN
-from tests.services import POSTGRES, RABBITMQ, require
+from tests.ledger.conftest import PG_ADMIN, fresh_pg_schema
+from tests.services import RABBITMQ, require
 from tests.worker.conftest import AMQP_URL
 from tests.worker.harness import ProcessWorker, job, worker_settings
 from tests.worker.test_poison import publish
@@ -158,15 +157,8 @@ def poison(settings: Settings, n: int) -> list[str]:
 @pytest.fixture
 def pg_ledger() -> Iterator[str]:
     """A fresh, empty PostgreSQL schema: the workers migrate it as they start, together."""
-    require(POSTGRES)
-    schema = f"chaos_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with fresh_pg_schema() as url:
+        yield url
 
 
 class Fleet:
@@ -202,6 +194,13 @@ class Fleet:
         self.start()
 
     def stop(self) -> list[int]:
+        # A worker replaced a moment ago may still be in the interpreter's own start, before any handler
+        # exists; a rollout stops running pods, so wait until each one consumes.
+        for worker in self.workers:
+            deadline = time.monotonic() + 30
+            while "worker.consuming" not in worker.log():
+                assert time.monotonic() < deadline, f"{worker.log_path.name} never started consuming"
+                time.sleep(0.1)
         codes = []
         for worker in self.workers:
             worker.signal(signal.SIGTERM)
@@ -329,12 +328,19 @@ def test_chaos(emulator: EmulatorThread, pg_ledger: str, tmp_path: Path) -> None
     }
     reasons = Counter(letter.headers.get("x-dead-reason") for letter in collector.dead)
     ledger = ledger_statuses(pg_ledger)
+    events = Counter(
+        event
+        for log in tmp_path.glob("worker-*.log")
+        for line in log.read_text(errors="replace").splitlines()
+        for event in ("job.retry", "job.repeated", "worker.broker_lost", "job.started")
+        if f'"event": "{event}"' in line
+    )
     print(
         f"\nchaos: {len(expected.jobs)} jobs, {len(marks)} poison deliveries, {fleet.kills} kills, "
         f"{restarts} broker restart(s) with {parked_at_restart} jobs parked for retry, "
         f"{len(expected.jobs) - len(results)} lost, {duplicates} repeated results, {len(wrong)} wrong and "
         f"{len(missed)} missed recalls of {len(expected.recall)}, dead letters {dict(reasons)}, "
-        f"{time.monotonic() - started:.0f} s"
+        f"worker events {dict(events)}, {time.monotonic() - started:.0f} s"
     )
     assert set(results) == jobs_by_id, "every job has a result"
     for job_id, bodies in results.items():

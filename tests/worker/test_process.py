@@ -255,3 +255,29 @@ def _get(url: str) -> int:
         return httpx.get(url, timeout=1).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_sigterm_while_the_worker_is_starting_exits_cleanly(emulator: EmulatorThread, tmp_path: Path) -> None:
+    """A rollout may stop a pod that is still starting (imports, ledger, rules, credential check): from the
+    moment the process handles SIGTERM at all, the stop is kept and the worker exits 0 without consuming."""
+    settings = worker_settings(f"sqlite:///{tmp_path}/queue.db", emulator.url)
+    worker = ProcessWorker(settings, tmp_path / "worker.log").start()
+    try:
+        assert worker.proc is not None
+        wait_until(lambda: handles_sigterm(worker.proc.pid), 30, "a SIGTERM handler")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.log()[-2000:]
+    finally:
+        worker.stop()
+    assert "worker.stopped" in worker.log()
+    assert "worker.consuming" not in worker.log()
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` catches SIGTERM (its ``SigCgt`` mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))

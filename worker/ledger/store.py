@@ -52,7 +52,7 @@ from worker.ledger.scans import (
     message_ids,
     recapture_purged,
 )
-from worker.ledger.upsert import chunks, insert, insert_missing
+from worker.ledger.upsert import chunks, insert, insert_missing, locked
 from worker.ledger.views import PlanItem, PlanStateError, PlanView, kept_evidence, plan_view
 
 DONE_STATES = ("recalled", "already_recalled")
@@ -108,12 +108,7 @@ class Ledger:
         fingerprint = job_fingerprint(job)
         with self._write() as session:
             insert_missing(session, JobRow, [job_values(job, fingerprint)], key=("job_id",))
-            row = session.scalars(
-                select(JobRow)
-                .where(JobRow.job_id == job.job_id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            ).one()
+            row = locked(session, JobRow, JobRow.job_id == job.job_id)
             if row.fingerprint is None and same_job(row, job):
                 row.fingerprint = fingerprint  # a row from before fingerprints: adopted by its own job
             if row.fingerprint != fingerprint:
@@ -145,12 +140,7 @@ class Ledger:
         The first settlement wins (under the row's lock); returns the one the ledger holds.
         """
         with self._write() as session:
-            row = session.scalars(
-                select(JobRow)
-                .where(JobRow.id == job_pk)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            ).one()
+            row = locked(session, JobRow, JobRow.id == job_pk)
             if row.result is None:
                 row.status, row.error, row.dead_reason = status, error, dead_reason
                 row.result = result.decode()  # JSON is UTF-8: stored as text, handed back byte for byte
@@ -269,12 +259,7 @@ class Ledger:
                     ],
                     key=("message_pk",),
                 )
-                row = session.scalars(
-                    select(RecallRow)
-                    .where(RecallRow.message_pk == message_pk)
-                    .with_for_update()
-                    .execution_options(populate_existing=True)
-                ).one()
+                row = locked(session, RecallRow, RecallRow.message_pk == message_pk)
                 if row.state in DONE_STATES:
                     skipped[msg_key] = "already_recalled"
                 elif row.state == "not_found":
@@ -572,15 +557,10 @@ class Ledger:
 
 
 def _locked_plan(session: Session, plan_id: int) -> PlanRow:
-    plan = session.scalars(
-        select(PlanRow)
-        .where(PlanRow.id == plan_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if plan is None:
-        raise PlanStateError(f"no plan {plan_id}")
-    return plan
+    try:
+        return locked(session, PlanRow, PlanRow.id == plan_id)
+    except LookupError:
+        raise PlanStateError(f"no plan {plan_id}") from None
 
 
 def open_ledger(url: str) -> Ledger:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,20 @@ from worker.ledger.models import Base
 CHUNK = 200
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Base)
+
+
+def locked(session: Session, model: type[M], *where: Any) -> M:
+    """The row of ``model`` matching ``where``, read afresh and locked until the transaction ends.
+
+    ``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite a writing transaction holds the database already.
+    Raises ``LookupError`` if there is no such row.
+    """
+    statement = select(model).where(*where).with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(statement).first()
+    if row is None:
+        raise LookupError(f"no {model.__tablename__} row matches")
+    return row
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
