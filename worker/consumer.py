@@ -29,7 +29,6 @@ from datetime import datetime
 from types import FrameType
 from typing import Any, Protocol
 
-import orjson
 import structlog
 from kombu import Connection, Consumer
 
@@ -585,9 +584,3 @@ def _log_summary(result: JobResult, text_limit: int, text_hash: bool = False) ->
         "duration_s": result.duration_s,
         "error": result.error,
     }
-
-
-def decode_result(body: bytes | str) -> dict[str, Any]:
-    """A published result as a dict."""
-    value: dict[str, Any] = orjson.loads(body)
-    return value

@@ -35,8 +35,6 @@ DEFAULT_TEXT_LIMIT = 200
 
 #: Headers that travel with a job when it is republished (a retry, a dead letter).
 CARRIED = (JOB_ID, ATTEMPT, LAST_ERROR, REPLAYED_AT)
-#: Headers a dead letter adds; a replay drops them again.
-DEAD_LETTER = (DEAD_REASON, DEAD_ERROR, DEAD_AT, ATTEMPTS, ORIGINAL_CONTENT_TYPE, ORIGINAL_COMPRESSION)
 
 
 def plain(name: str, value: Any) -> str | int | float | bool | None:
