@@ -21,6 +21,7 @@ from worker.broker.topology import Topology, connect, is_embedded
 from worker.config import Settings
 from worker.emulator.server import EmulatorThread
 from worker.queues import Queues
+from worker.runner import REDELIVERY_LIMIT
 
 
 @pytest.fixture
@@ -140,3 +141,28 @@ def test_dlq_list_and_replay_handle_any_dead_letter(
     assert "replayed 2" in capsys.readouterr().out
     assert len(queues.read(queues.names.jobs, take=True, wait_s=5)) == 2
     assert queues.read(dead, wait_s=0) == []
+
+
+async def test_a_job_redelivered_without_end_is_ended_with_a_result_before_the_broker_drops_it(
+    settings: Settings, emulator: EmulatorThread
+) -> None:
+    """A job that keeps taking its worker down is redelivered with a growing ``x-delivery-count``; near
+    the broker's own limit (which dead-letters without a result) the worker ends it itself."""
+    keys = await seed_conversation(emulator.url)
+    queues = Queues(settings)
+    body = job("r-doomed", since=WINDOW[0], until=WINDOW[1]).model_dump_json().encode()
+    publish(settings, body, headers={"x-delivery-count": REDELIVERY_LIMIT})
+    with ThreadWorker(settings, StaticRules()):
+        [ended] = wait_results(queues, 1)
+    assert ended["status"] == "failed"
+    assert ended["reason"] == "redelivered_too_often"
+    assert f"delivered {REDELIVERY_LIMIT + 1} times without finishing" in ended["error"]
+    assert recalled_keys(emulator.url) == set()
+    [dead] = dead_letters(queues, 1)
+    assert dead.headers["x-dead-reason"] == "redelivered_too_often"
+    body = job("r-survivor", since=WINDOW[0], until=WINDOW[1]).model_dump_json().encode()
+    publish(settings, body, headers={"x-delivery-count": REDELIVERY_LIMIT - 1})
+    with ThreadWorker(settings, StaticRules()):
+        [survived] = wait_results(queues, 1)
+    assert survived["status"] == "done"
+    assert recalled_keys(emulator.url) == {keys["spam_1"], keys["spam_2"]}
