@@ -187,7 +187,7 @@ class Worker:
         self.gate = CredentialGate(
             self._start_credential_check,
             recheck_s=settings.credential_recheck_s,
-            observer=self._gate_observer(),
+            observer=observer,
         )
 
     # lifecycle --------------------------------------------------------------------------------------
@@ -223,21 +223,6 @@ class Worker:
         if self._client is None:
             raise RuntimeError("the worker's client is not running")
         return self._jobs.submit(check_credentials(self._client, self.settings.tim_admin))
-
-    def _gate_observer(self) -> GateObserver:
-        worker = self
-
-        class Observer:
-            def credentials_checked(self, ok: bool) -> None:
-                worker.state.credentials_ok = ok
-                if worker._observer is not None:
-                    worker._observer.credentials_checked(ok)
-
-            def credential_error(self, code: int) -> None:
-                if worker._observer is not None:
-                    worker._observer.credential_error(code)
-
-        return Observer()
 
     def _consume_until_stopped(self) -> None:
         backoff = 1.0
@@ -286,6 +271,7 @@ class Worker:
             while True:
                 self._tick(consumer_conn)
                 self.gate.poll()
+                self.state.credentials_ok = self.gate.ok
                 # Consume only while the credentials are accepted and no stop was asked for.
                 wanted = self.gate.open and not self._stop_requested.is_set()
                 if wanted != consuming:
@@ -489,6 +475,7 @@ class Worker:
         _ack(flight.message)
         if held:
             self.gate.rejected(settlement.credential_code or 0, settlement.error or "")
+            self.state.credentials_ok = self.gate.ok
             self.state.count("held")
             return
         self.state.count("retried")
@@ -583,4 +570,5 @@ def _log_summary(result: JobResult, text_limit: int, text_hash: bool = False) ->
         "api_calls": result.api_calls,
         "duration_s": result.duration_s,
         "error": result.error,
+        "reason": result.reason,
     }

@@ -104,14 +104,6 @@ def is_transient(error: BaseException) -> bool:
 REDELIVERY_LIMIT = DELIVERY_LIMIT - 2
 
 
-class Redelivered(Exception):
-    """The job was delivered too many times without finishing."""
-
-    def __init__(self, deliveries: int) -> None:
-        times = deliveries + 1
-        super().__init__(f"delivered {times} times without finishing (its worker died or lost the broker)")
-
-
 async def execute(
     job: Job,
     attempt: int,
@@ -148,7 +140,11 @@ async def execute(
             return repeat_of(start)
         job_pk = start.pk
         if deliveries >= REDELIVERY_LIMIT:
-            raise Redelivered(deliveries)
+            error = f"delivered {deliveries + 1} times without finishing (its worker died or lost the broker)"
+            result = failed_result(
+                job, job_id=job.job_id, status="failed", error=error, attempts=attempt, duration_s=0
+            )
+            return await _settle(ledger, job_pk, result, "redelivered_too_often")
         report = await asyncio.wait_for(
             run_job(job, client, ruleset, ledger=ledger, policy=policy, job_pk=job_pk), timeout=timeout_s
         )
@@ -190,8 +186,6 @@ async def _failure(
     error = redact(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, TimeoutError):
         error = f"job took longer than {timeout_s:g} s"
-    elif isinstance(exc, Redelivered):
-        error = str(exc)
     elif not isinstance(exc, TimError):
         bound.exception("job.crashed")
     code = credential_code(exc)
@@ -199,16 +193,13 @@ async def _failure(
         bound.error("job.credentials_rejected", code=code, error=error)
         await _finish_in_ledger(ledger, job_pk, "retrying", error)
         return Settlement(Action.HOLD, error=error, credential_code=code)
-    transient = is_transient(exc) and not isinstance(exc, Redelivered)
+    transient = is_transient(exc)
     if transient and attempt < retry.max_attempts:
         delay = retry.delay_s(attempt)
         bound.warning("job.retry", error=error, delay_s=delay)
         await _finish_in_ledger(ledger, job_pk, "retrying", error)
         return Settlement(Action.RETRY, retry_delay_s=delay, error=error)
-    if isinstance(exc, Redelivered):
-        reason = "redelivered_too_often"
-    else:
-        reason = "attempts_exhausted" if transient else "permanent_error"
+    reason = "attempts_exhausted" if transient else "permanent_error"
     result = failed_result(
         job,
         job_id=job.job_id,

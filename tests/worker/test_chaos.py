@@ -29,10 +29,9 @@ import pytest
 from tests.conftest import make_client
 from tests.ledger.conftest import PG_ADMIN, fresh_pg_schema
 from tests.services import RABBITMQ, require
+from tests.worker.broker import publish, queue_depth, restart_rabbitmq
 from tests.worker.conftest import AMQP_URL
 from tests.worker.harness import ProcessWorker, job, worker_settings
-from tests.worker.test_poison import publish
-from tests.worker.test_retry_durability import queue_depth, restart_rabbitmq
 from worker.config import Settings
 from worker.emulator.seed import (
     add_subscribers,

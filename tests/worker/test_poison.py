@@ -11,13 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
-from kombu import Producer
 
 from tests.keyword_rules import StaticRules
+from tests.worker.broker import publish
 from tests.worker.harness import ThreadWorker, job, wait_results, worker_settings
 from tests.worker.test_pipeline_e2e import WINDOW, recalled_keys, seed_conversation
 from worker import cli
-from worker.broker.topology import Topology, connect, is_embedded
 from worker.config import Settings
 from worker.emulator.server import EmulatorThread
 from worker.queues import Queues
@@ -29,32 +28,6 @@ def settings(broker_url: str, emulator: EmulatorThread) -> Iterator[Settings]:
     settings = worker_settings(broker_url, emulator.url)
     yield settings
     Queues(settings).delete_all()
-
-
-def publish(
-    settings: Settings,
-    body: bytes,
-    *,
-    headers: dict[str, Any] | None = None,
-    content_type: str | None = "application/json",
-    content_encoding: str | None = "utf-8",
-    queue: str | None = None,
-) -> None:
-    """Publish exactly these bytes and properties, as a careless or hostile producer might."""
-    topology = Topology(Queues(settings).names, embedded=is_embedded(settings.broker_url))
-    target = queue or topology.names.jobs
-    with connect(settings.broker_url) as conn:
-        channel = conn.channel()
-        topology.declare(channel, target)
-        Producer(channel).publish(
-            body,
-            routing_key=target,
-            exchange="",
-            headers=headers or {},
-            content_type=content_type,
-            content_encoding=content_encoding,
-            delivery_mode=2,
-        )
 
 
 def dead_letters(queues: Queues, count: int, timeout_s: float = 15) -> list[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import make_client
 from tests.services import RABBITMQ, free_port, reachable, require
+from tests.worker.broker import restart_rabbitmq
 from tests.worker.conftest import AMQP_URL
 from tests.worker.harness import ProcessWorker, job, wait_results, wait_until, worker_settings
 from worker.config import Settings
@@ -198,9 +198,7 @@ def test_a_rabbitmq_restart_mid_run_loses_no_job(
     worker = ProcessWorker(amqp_settings, tmp_path / "worker.log").start()
     try:
         wait_until(lambda: successful_recalls(emulator.url) >= 2, 60, "the first recalls")
-        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=120)
-        wait_until(lambda: reachable("127.0.0.1", 5672), 60, "RabbitMQ back")
+        restart_rabbitmq(down_s=0)
         seen: dict[str, str] = {}
         deadline = time.monotonic() + 120
         while len(seen) < 8 and time.monotonic() < deadline:

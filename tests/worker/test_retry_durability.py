@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from pathlib import Path
 
-import amqp
 import httpx
 import pytest
 
 from tests.services import RABBITMQ, reachable, require
+from tests.worker.broker import queue_depth, restart_rabbitmq
 from tests.worker.conftest import AMQP_URL
 from tests.worker.harness import ProcessWorker, wait_results, wait_until, worker_settings
 from tests.worker.test_process import jobs, recalled_everywhere, seed
@@ -20,26 +18,6 @@ from worker.queues import Queues
 
 pytestmark = pytest.mark.slow
 DELAY_S = 4.0
-
-
-def queue_depth(name: str) -> int:
-    """Messages ready in ``name`` (0 if it does not exist)."""
-    with amqp.Connection("127.0.0.1:5672") as conn:
-        channel = conn.channel()
-        try:
-            return int(channel.queue_declare(name, passive=True).message_count)
-        except amqp.exceptions.NotFound:
-            return 0
-
-
-def restart_rabbitmq(down_s: float) -> None:
-    """``stop_app``, stay down ``down_s``, ``start_app``; waits until the broker answers again."""
-    try:
-        subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=120)
-        time.sleep(down_s)
-    finally:
-        subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=180)
-        wait_until(lambda: reachable("127.0.0.1", 5672), 60, "RabbitMQ back")
 
 
 def test_jobs_parked_in_the_retry_queues_survive_a_broker_restart(

@@ -348,11 +348,14 @@ class Ledger:
             )
             return int(created)
 
-    def list_plans(self, status: str | None = None) -> list[PlanView]:
-        """Plans (newest first), without their items."""
+    def list_plans(self, status: str | None = None, *, limit: int | None = None) -> list[PlanView]:
+        """Plans (newest first, at most ``limit``), without their items."""
         with self._read() as session:
             query = (
-                select(PlanRow, JobRow).join(JobRow, PlanRow.job_pk == JobRow.id).order_by(PlanRow.id.desc())
+                select(PlanRow, JobRow)
+                .join(JobRow, PlanRow.job_pk == JobRow.id)
+                .order_by(PlanRow.id.desc())
+                .limit(limit)
             )
             if status is not None:
                 query = query.where(PlanRow.status == status)

@@ -74,7 +74,7 @@ def build_review_app(ledger: Ledger, queues: Queues, token: str) -> Starlette:
 
     async def index(request: Request) -> Response:
         pending = ledger.list_plans("pending")
-        rejected = ledger.list_plans("rejected")[:RECENT_REJECTED]
+        rejected = ledger.list_plans("rejected", limit=RECENT_REJECTED)
         return HTMLResponse(render.plans_page(pending, request.query_params.get("flash", ""), rejected))
 
     async def show(request: Request) -> Response:
