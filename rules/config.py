@@ -10,7 +10,7 @@ A rule file (YAML or TOML) holds named rule sets::
         rules:
           - id: spam-phrases        # unique within the set
             type: keywords          # a built-in type or a plugin's
-            action: flag            # recall, or flag (report for human review only)
+            action: flag            # recall, flag (report for human review only), or wipe
             description: why this rule exists
             enabled: true           # false keeps a rule in the file without running it
             elements: [TIMTextElem] # element types looked at (default: all)
@@ -56,8 +56,11 @@ class RuleCommon(BaseModel):
     type: str = Field(
         min_length=1, description="Rule type: keywords, regex, links, custom, element, flood, or a plugin's."
     )
-    action: Literal["recall", "flag"] = Field(
-        description="recall the message, or flag it for human review only."
+    action: Literal["recall", "flag", "wipe"] = Field(
+        description=(
+            "recall the message; flag it for human review only; or wipe: recall it and, in a group, propose "
+            "recalling everything its sender sent recently (a plan a moderator approves)."
+        )
     )
     description: str = Field(default="", description="Why the rule exists.")
     enabled: bool = Field(default=True, description="false keeps the rule in the file without running it.")

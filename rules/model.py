@@ -11,7 +11,9 @@ from pydantic import BaseModel
 
 from rules.walk import TextField
 
-Action = Literal["recall", "flag"]
+#: ``recall`` the message; ``flag`` it for human review only; ``wipe``: recall it and, in a group, propose
+#: recalling everything its sender sent recently (a plan for a moderator to approve).
+Action = Literal["recall", "flag", "wipe"]
 
 #: Longest evidence (and normalized form) a match carries, in characters.
 EVIDENCE_LIMIT: Final = 200
@@ -32,7 +34,7 @@ class Match:
     msg_key: str
     rule_id: str
     rule_type: str
-    action: Action  # "recall", or "flag" for human review only
+    action: Action  # "recall", "flag" (human review only) or "wipe" (recall, and propose a wipe)
     element_path: str  # e.g. "MsgBody[1].MsgContent.Text"
     evidence: str  # the original text that matched, at most EVIDENCE_LIMIT characters
     normalized: str  # the normalized form that matched

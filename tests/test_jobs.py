@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from worker.jobs import (
     CROSS_FIELD_PROBLEMS,
     SCHEMA_PATH,
+    GroupConversation,
     InvalidJob,
     job_json_schema,
     parse_job,
@@ -81,7 +82,19 @@ def test_official_account_job() -> None:
             {"conversation": {"type": "c2c", "operator": "a", "peer": "a"}},
             "operator and peer must be two different",
         ),
-        ({"conversation": {"type": "group", "group_id": "@TGS#1"}}, "group conversations are not supported"),
+        (
+            {"conversation": {"type": "group", "group_id": "@TGS#1"}},
+            "(job): report.msg_keys names messages of a one-to-one or official-account conversation",
+        ),
+        ({"report": {"msg_seqs": [5]}}, "(job): report.msg_seqs names messages of a group conversation only"),
+        (
+            {"conversation": {"type": "group", "group_id": "@TGS#1"}, "report": {"msg_seqs": [0]}},
+            "report.msg_seqs.0: Input should be greater than or equal to 1",
+        ),
+        (
+            {"conversation": {"type": "group", "group_id": "@TGS#1", "topic_id": ""}, "report": {}},
+            "conversation.group.topic_id",
+        ),
         (
             {"conversation": {"type": "sms"}},
             "conversation: Input tag 'sms' found using 'type' does not match",
@@ -286,13 +299,18 @@ def test_free_text_may_hold_any_character() -> None:
     assert verdicts({**GOOD, "report": {"reason": reason[:500]}}) == (True, True)
 
 
-def test_a_group_id_as_long_as_tencent_allows_is_valid_contract() -> None:
-    group = {"type": "group", "group_id": "@TGS#" + "2" * 43}
-    assert schema_verdict({**GOOD, "conversation": group}) is True
-    # the worker itself does not serve groups yet
-    assert problems_of({**GOOD, "conversation": group}) == [
-        "(job): group conversations are not supported by this worker yet"
-    ]
+def test_a_group_job_as_long_as_tencent_allows_is_valid() -> None:
+    group = {
+        "type": "group",
+        "group_id": "@TGS#" + "2" * 43,
+        "topic_id": "@TGS#_@TGS#cQVLVHIM62CJ@TOPIC#_" + "t" * 97,
+    }
+    document = {**GOOD, "conversation": group, "report": {"msg_seqs": [1, 2**32 - 1], "reporter": "u"}}
+    assert verdicts(document) == (True, True)
+    job = parse_job(json.dumps(document))
+    assert job.report.msg_seqs == [1, 2**32 - 1]
+    assert isinstance(job.conversation, GroupConversation)
+    assert job.conversation.topic_id == group["topic_id"]
 
 
 def test_an_official_account_of_any_allowed_length_can_be_the_suspect() -> None:
@@ -492,7 +510,7 @@ def test_every_integer_bound_is_published_in_json_schema_words() -> None:
     # pydantic writes a bound it cannot fold into the type as "ge"/"le", which JSON Schema ignores
     assert not re.search(r'"(ge|le|gt|lt|multiple_of)":', text)
     bounded = [s for s in numbers_of(json.loads(text)) if "minimum" in s and "maximum" in s]
-    assert len(bounded) == 5  # since, until, lookback_s, reported_at, apply_plan
+    assert len(bounded) == 6  # since, until, lookback_s, reported_at, msg_seqs items, apply_plan
 
 
 def test_a_lone_surrogate_is_refused_as_json_though_the_schema_has_no_say() -> None:

@@ -126,3 +126,65 @@ def test_breaker_needs_enough_matches_and_history() -> None:
 
 def test_a_new_rule_with_no_baseline_trips_against_the_floor() -> None:
     assert set(breaker_trips({"new": 50}, 100, {"new": (0, 10000, 20)}, BREAKER)) == {"new"}
+
+
+GROUP_JOB = Job.model_validate(
+    {
+        "version": 1,
+        "job_id": "g",
+        "conversation": {"type": "group", "group_id": "@TGS#2C5SZEAEF"},
+        "suspect": "eve",
+        "window": {"since": 100, "until": 200},
+    }
+)
+
+
+def group_matched(seq: int, *, sender: str = "eve", action: str = "recall", system: bool = False) -> Matched:
+    key = str(seq)
+    ref = MessageRef(key, sender, None, 150, MessageState.NORMAL, system)
+    return Matched(ref, [M(key, rule_id=f"{action}-rule", action=action)])
+
+
+def test_a_system_message_is_never_recalled_whoever_it_names() -> None:
+    plan = plan_recalls(GROUP_JOB, [group_matched(1, system=True), group_matched(2)], POLICY)
+    assert [r.msg_key for r in plan.to_recall] == ["2"]
+    assert dict(plan.skipped) == {"1": SkipReason.SYSTEM}
+    assert plan.review() == {}, "a system message is not offered for review either"
+
+
+def test_a_wipe_rule_recalls_and_proposes_a_wipe_in_a_group() -> None:
+    plan = plan_recalls(GROUP_JOB, [group_matched(1, action="wipe"), group_matched(2)], POLICY)
+    assert [r.msg_key for r in plan.to_recall] == ["1", "2"]
+    assert plan.wipe == "rule wipe-rule"
+    assert not plan.over_cap
+
+
+def test_in_a_group_over_the_cap_proposes_a_wipe() -> None:
+    plan = plan_recalls(GROUP_JOB, [group_matched(seq) for seq in range(1, 5)], Policy(max_recalls=3))
+    assert plan.over_cap
+    assert plan.wipe == "over_cap"
+
+
+def test_no_wipe_is_proposed_without_cause_or_outside_groups() -> None:
+    assert plan_recalls(GROUP_JOB, [group_matched(1)], POLICY).wipe == ""
+    one_to_one = plan_recalls(JOB, [matched("k", action="wipe")], POLICY)
+    assert [r.msg_key for r in one_to_one.to_recall] == ["k"], "outside groups, a wipe rule recalls"
+    assert one_to_one.wipe == ""
+
+
+def test_a_wipe_needs_a_message_the_job_may_recall() -> None:
+    other_member = group_matched(1, sender="bob", action="wipe")
+    flagged_only = group_matched(2, action="flag")
+    assert plan_recalls(GROUP_JOB, [other_member, flagged_only], POLICY).wipe == ""
+    held = plan_recalls(GROUP_JOB, [group_matched(3, action="wipe")], POLICY, open_breakers={"wipe-rule"})
+    assert held.wipe == "", "a wipe rule behind a tripped breaker proposes nothing"
+    assert held.review() == {SkipReason.BREAKER: ["3"]}
+    rejected = plan_recalls(GROUP_JOB, [group_matched(4, action="wipe")], POLICY, rejected={"4"})
+    assert rejected.wipe == "", "a message a moderator decided to keep proposes nothing"
+
+
+def test_a_protected_account_is_never_proposed_for_a_wipe() -> None:
+    over = [group_matched(seq, action="wipe") for seq in range(1, 5)]
+    plan = plan_recalls(GROUP_JOB, over, Policy(max_recalls=3, protected=frozenset({"eve"})))
+    assert plan.wipe == ""
+    assert plan.to_recall == ()

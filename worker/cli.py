@@ -187,7 +187,9 @@ def _add_job_commands(commands: Any) -> None:
     target = scan.add_mutually_exclusive_group(required=True)
     target.add_argument("--c2c", nargs=2, metavar=("OPERATOR", "PEER"), help="one-to-one conversation")
     target.add_argument("--official-account", metavar="ID", help="official account @TOA#_…")
-    scan.add_argument("--suspect", help="whose messages may be recalled (c2c; default: PEER)")
+    target.add_argument("--group", metavar="GROUP_ID", help="group @TGS#… (needs --suspect)")
+    scan.add_argument("--topic", metavar="TOPIC_ID", help="a community group's topic (with --group)")
+    scan.add_argument("--suspect", help="whose messages may be recalled (c2c: default PEER; group: required)")
     scan.add_argument("--since", type=int, help="window start, Unix seconds")
     scan.add_argument("--until", type=int, help="window end, Unix seconds (default: now)")
     scan.add_argument(

@@ -1,7 +1,8 @@
 """``recall-worker demo`` (``make demo``): the whole job end to end on the embedded defaults.
 
 Starts the emulator on a free local port, seeds realistic conversations through the documented APIs
-(a one-to-one chat long enough to need many history pages, a false report, an official account), submits
+(a one-to-one chat long enough to need many history pages, a false report, an official account, a group
+with one spammer among its members), submits
 report jobs to the on-disk queue, runs the worker until the queue is drained, and prints what was recalled,
 by which rule, and what was left and why. Needs no service and no network.
 """
@@ -25,9 +26,11 @@ from worker.consumer import Worker
 from worker.emulator.gateway import EmulatorConfig
 from worker.emulator.seed import (
     add_subscribers,
+    create_group,
     create_official_account,
     import_accounts,
     import_c2c,
+    import_group_messages,
     send_official_account,
     text,
 )
@@ -35,6 +38,7 @@ from worker.emulator.server import EmulatorThread
 from worker.jobs import Job
 from worker.ledger import Ledger
 from worker.logs import configure_logging
+from worker.plans import approve
 from worker.queues import Queues
 from worker.results import JobResult
 from worker.rulebook import Rulebook
@@ -131,6 +135,15 @@ OFFENDING: list[tuple[str, list[JsonObject]]] = [
 ]
 
 
+#: What mallory, the group's spammer, posts among ordinary chat (by message index in the group).
+GROUP_SPAM: dict[int, tuple[str, list[JsonObject]]] = {
+    9: ("group spam", [text("FREE CRYPTO for everyone in this group, DM me")]),
+    23: ("group spam (Chinese)", [text("网络赌场 新人注册送彩金")]),
+    37: ("scam-group invite: a wipe rule", [text("Join my VIP signals group: guaranteed profit every day")]),
+    51: ("group spam (link)", [text("hiking gear 90% off https://scam-example.com/gear")]),
+}
+
+
 def chat_body(i: int) -> list[JsonObject]:
     line = CLEAN_EN[i % len(CLEAN_EN)] if i % 3 else CLEAN_ZH[i % len(CLEAN_ZH)]
     body = [text(f"{line} ({i})")]
@@ -220,7 +233,9 @@ async def seed(client: TimClient, emulator_url: str, now: int) -> dict[str, Any]
             if label:
                 oa_planted[key] = label
         await control.post("/_emulator/clock", json={"set": time.time()})
+        group = await seed_group(client, control, start)
     return {
+        **group,
         "planted": planted,
         "quote": quote,
         "previewed": previewed,
@@ -228,6 +243,35 @@ async def seed(client: TimClient, emulator_url: str, now: int) -> dict[str, Any]
         "account": account,
         "oa_planted": oa_planted,
         "start": start,
+    }
+
+
+async def seed_group(client: TimClient, control: httpx.AsyncClient, start: int) -> dict[str, Any]:
+    """A public group of five: 60 messages over the window, mallory's spam among them, carol quoting it."""
+    await import_accounts(client, ["grace", "henry", "mallory"])
+    await control.post("/_emulator/clock", json={"set": start - 60})  # imported history must follow creation
+    group = await create_group(
+        client,
+        owner="grace",
+        group_type="Public",
+        name="Weekend hikers",
+        members=["alice", "carol", "henry", "mallory"],
+    )
+    await control.post("/_emulator/clock", json={"set": time.time()})
+    members = ["grace", "alice", "carol", "henry"]
+    messages = []
+    for i in range(60):
+        sender = "mallory" if i in GROUP_SPAM or i % 8 == 5 else members[i % 4]
+        body = GROUP_SPAM[i][1] if i in GROUP_SPAM else chat_body(i)
+        if i == 40:
+            sender, body = "carol", [text("@mallory stop posting free crypto and casino links here")]
+        messages.append((sender, start + 60 + i * 110, 5000 + i, body))
+    seqs = await import_group_messages(client, group_id=group, messages=messages)
+    return {
+        "group": group,
+        "group_planted": {f"seq {seqs[i]}:": label for i, (label, _) in GROUP_SPAM.items()},
+        "group_quote": f"seq {seqs[40]}:",
+        "group_mallory": sum(sender == "mallory" for sender, *_ in messages),
     }
 
 
@@ -263,6 +307,17 @@ def jobs_for(seeded: dict[str, Any], now: int) -> list[Job]:
             "mode": "dry_run",
             "report": {"reporter": "frank", "reason": "spam"},
         },
+        {
+            "job_id": "demo-group-carol-reports-mallory",
+            "conversation": {"type": "group", "group_id": seeded["group"]},
+            "suspect": "mallory",
+            "window": window,
+            "report": {
+                "reporter": "carol",
+                "reason": "spam",
+                "msg_seqs": [int(next(iter(seeded["group_planted"]))[4:-1])],
+            },
+        },
     ]
     return [Job.model_validate({"version": 1, **spec}) for spec in specs]
 
@@ -272,7 +327,9 @@ def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url
         **seeded["planted"],
         **seeded["previewed"],
         **seeded["oa_planted"],
+        **seeded["group_planted"],
         seeded["quote"]: "reporter quoting the spam",
+        seeded["group_quote"]: "a member quoting the spam",
         seeded["old_key"]: "spam from before the window",
     }
     print("\n=== what the worker did ===")
@@ -292,6 +349,15 @@ def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url
     print(
         f"alice quoting the spam: {'RECALLED' if seeded['quote'] in recalled else 'kept'}; "
         f"bob's spam from before the window: {'RECALLED' if seeded['old_key'] in recalled else 'kept'}"
+    )
+    group = httpx.get(f"{emulator_url}/_emulator/group", params={"id": seeded["group"]}).json()["messages"]
+    gone = {f"seq {m['MsgSeq']}:" for m in group if m["IsPlaceMsg"] == 2}
+    group_hits = sum(key in gone for key in seeded["group_planted"])
+    print(
+        f"group {seeded['group']}: {len(gone)} of {len(group)} messages show as recalled (IsPlaceMsg 2); "
+        f"mallory's planted spam recalled: {group_hits}/{len(seeded['group_planted'])}; carol quoting it: "
+        f"{'RECALLED' if seeded['group_quote'] in gone else 'kept'}; mallory's other "
+        f"{seeded['group_mallory'] - len(seeded['group_planted'])} messages wait for the wipe plan"
     )
 
 
@@ -320,6 +386,41 @@ def print_audit(ledger: Ledger, job_id: str) -> None:
         print(f"  {json.dumps(evidence.get('MsgBody'), ensure_ascii=False)[:300]}")
     if len(trail["messages"]) > 3:
         print(f"... and {len(trail['messages']) - 3} more; see `recall-worker audit {job_id}`")
+
+
+def approve_the_wipe(  # noqa: PLR0917 - the demo's state, passed on whole
+    settings: Settings,
+    rulebook: Rulebook,
+    queues: Queues,
+    ledger: Ledger,
+    plan_id: int,
+    seeded: dict[str, Any],
+    emulator_url: str,
+) -> list[JobResult]:
+    """A moderator approves the group job's wipe plan; the worker carries it out. Returns its result."""
+    plan = ledger.plan(plan_id)
+    suspect = plan.job["suspect"]
+    print(
+        f"\n=== a moderator approves plan {plan_id}: wipe {suspect}'s group messages "
+        f"({len(plan.items)} seen in the window, every one with its evidence) ==="
+    )
+    approve(ledger, queues, plan_id, by="demo-moderator", note="spam account, seen the evidence")
+    Worker(settings, rulebook, exit_when_idle_s=1.5).run()
+    results = [
+        JobResult.model_validate(orjson.loads(e.body)) for e in queues.read(queues.names.results, take=True)
+    ]
+    for result in results:
+        for line in summary_lines(result):
+            print(line)
+    group = httpx.get(f"{emulator_url}/_emulator/group", params={"id": seeded["group"]}).json()["messages"]
+    sent = [m for m in group if m["From_Account"] == suspect and not m["IsSystemMsg"]]
+    others = [m for m in group if m["From_Account"] != suspect]
+    print(
+        f"group {seeded['group']}: {sum(m['IsPlaceMsg'] == 2 for m in sent)} of {suspect}'s {len(sent)} "
+        f"messages show as recalled; other members' messages recalled: "
+        f"{sum(m['IsPlaceMsg'] == 2 for m in others)} of {len(others)}"
+    )
+    return results
 
 
 def run_demo(workdir: Path) -> int:
@@ -352,8 +453,9 @@ def run_demo(workdir: Path) -> int:
         seeded = asyncio.run(seed_all())
         stats = httpx.get(f"{emulator.url}/_emulator/stats").json()["state"]
         print(
-            f"seeded {stats['messages']} one-to-one messages in {stats['conversations']} conversations "
-            f"and 45 official-account posts, through the Chat REST API"
+            f"seeded {stats['messages']} one-to-one messages in {stats['conversations']} conversations, "
+            f"45 official-account posts and {stats['group_messages']} group messages, through the Chat REST "
+            "API"
         )
         queues = Queues(settings)
         jobs = jobs_for(seeded, now)
@@ -367,6 +469,13 @@ def run_demo(workdir: Path) -> int:
         ]
         print_summary(results, seeded, emulator.url)
         print_audit(worker.ledger, "demo-alice-reports-bob")
+        expected = len(jobs)
+        wipe = next((p for p in worker.ledger.list_plans("pending") if p.reason == "wipe"), None)
+        if wipe is not None:
+            expected += 1
+            results += approve_the_wipe(
+                settings, rulebook, queues, worker.ledger, wipe.id, seeded, emulator.url
+            )
         for plan in worker.ledger.list_plans("pending"):
             print(
                 f"\nplan {plan.id} ({plan.reason}, job {plan.job_id}) waits for a moderator: "
@@ -374,9 +483,9 @@ def run_demo(workdir: Path) -> int:
                 "or the review page"
             )
         dead = queues.read(queues.names.dead)
-        if dead or len(results) != len(jobs):
+        if dead or len(results) != expected:
             print(
-                f"\nunexpected: {len(results)} results for {len(jobs)} jobs, {len(dead)} dead letters",
+                f"\nunexpected: {len(results)} results for {expected} jobs, {len(dead)} dead letters",
                 file=sys.stderr,
             )
             return 1

@@ -46,14 +46,18 @@ SUSPECT_IS_A_PARTY = "suspect must be one of the conversation's two parties"
 SUSPECT_IS_THE_ACCOUNT = "for an official account the suspect is the account itself"
 SINCE_AFTER_UNTIL = "since is after until"
 WINDOW_TOO_LONG = f"the window is longer than {MAX_WINDOW_S // 86400} days"
-GROUPS_NOT_SERVED = "group conversations are not supported by this worker yet"
+MSG_SEQS_NAME_GROUP_MESSAGES = "report.msg_seqs names messages of a group conversation only"
+MSG_KEYS_NAME_OTHER_MESSAGES = (
+    "report.msg_keys names messages of a one-to-one or official-account conversation"
+)
 CROSS_FIELD_PROBLEMS: Final[tuple[str, ...]] = (
     TWO_PARTIES,
     SUSPECT_IS_A_PARTY,
     SUSPECT_IS_THE_ACCOUNT,
     SINCE_AFTER_UNTIL,
     WINDOW_TOO_LONG,
-    GROUPS_NOT_SERVED,
+    MSG_SEQS_NAME_GROUP_MESSAGES,
+    MSG_KEYS_NAME_OTHER_MESSAGES,
 )
 
 # Rules the parser checks in code and the schema states with oneOf / if-then.
@@ -174,7 +178,7 @@ class OfficialAccountConversation(_Strict):
 
 
 class GroupConversation(_Strict):
-    """A group; part of the contract, not yet served by this worker."""
+    """A group's history, or one topic's of a community group. Its messages are addressed by ``MsgSeq``."""
 
     type: Literal["group"]
     group_id: Annotated[
@@ -182,6 +186,18 @@ class GroupConversation(_Strict):
         Field(min_length=1, max_length=48, description="a Chat group id, e.g. @TGS#2C5SZEAEF"),
         _NO_CONTROLS,
     ]
+    topic_id: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=128,
+                description="a community topic id, e.g. @TGS#_@TGS#cQVLVHIM62CJ@TOPIC#_TestTopic",
+            ),
+            _NO_CONTROLS,
+        ]
+        | None
+    ) = None
 
 
 Conversation = Annotated[
@@ -245,7 +261,12 @@ class Report(_Strict):
     reporter: AccountId | None = None
     reason: str | None = Field(None, max_length=500)
     msg_keys: list[Annotated[str, Field(min_length=1, max_length=64), _NO_CONTROLS]] = Field(
-        default_factory=list, max_length=100
+        default_factory=list,
+        max_length=100,
+        description="the reported one-to-one or official-account messages",
+    )
+    msg_seqs: list[Annotated[int, Field(ge=1, le=MAX_TIMESTAMP), BeforeValidator(_json_integer)]] = Field(
+        default_factory=list, max_length=100, description="the reported group messages (MsgSeq)"
     )
     reported_at: Timestamp | None = None
 
@@ -305,8 +326,11 @@ class Job(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Job:
         conversation = self.conversation
-        if isinstance(conversation, GroupConversation):
-            raise ValueError(GROUPS_NOT_SERVED)
+        is_group = isinstance(conversation, GroupConversation)
+        if self.report.msg_seqs and not is_group:
+            raise ValueError(MSG_SEQS_NAME_GROUP_MESSAGES)
+        if self.report.msg_keys and is_group:
+            raise ValueError(MSG_KEYS_NAME_OTHER_MESSAGES)
         if isinstance(conversation, C2CConversation) and self.suspect not in (
             conversation.operator,
             conversation.peer,

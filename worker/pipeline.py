@@ -1,11 +1,18 @@
 """One job, end to end: history window -> rules -> ledger -> plan -> recall -> verify -> report.
 
 The plan is a pure function of the job, the matches and the policy: only messages the suspect sent inside
-the window are recalled; what is already recalled, a hole, someone else's message, a protected account's
-message, a message a moderator decided to keep (a rejected plan), or matched only by a ``flag`` rule (or by
-a rule whose circuit breaker is tripped) is left, each with its reason; flagged and breaker-held messages
-go to a plan for review. More than ``max_recalls`` candidates escalate the job: everything goes to a plan,
-nothing is recalled. A dry run stores its plan and never calls a recall API.
+the window are recalled; what is already recalled, a hole, a group's system message, someone else's
+message, a protected account's message, a message a moderator decided to keep (a rejected plan), or matched
+only by a ``flag`` rule (or by a rule whose circuit breaker is tripped) is left, each with its reason;
+flagged and breaker-held messages go to a plan for review. More than ``max_recalls`` candidates escalate
+the job: everything goes to a plan, nothing is recalled. A dry run stores its plan and never calls a recall
+API.
+
+In a group, an escalated job or a ``wipe`` rule's match also proposes a wipe: one
+``delete_group_msg_by_sender`` call that silently recalls everything the suspect sent among the group's
+last 1,000 messages. It is broad and has no per-message reply, so it is only ever a plan: it lists every
+message of the suspect the walk saw in the window (their evidence is kept first) and runs only once a
+moderator approves it; afterwards the history is read again and what the wipe missed is recalled by seq.
 
 The ledger is the source of truth: every matched message's evidence is committed before any recall of it;
 a message some job already recalled is never recalled again; after recalling, the window is read again to
@@ -22,11 +29,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
-from worker.jobs import C2CConversation, Job, OfficialAccountConversation
+from worker.jobs import C2CConversation, GroupConversation, Job, OfficialAccountConversation
 from worker.ledger.store import Ledger, ScannedMessage, now
-from worker.tim.history import ApiCaller, HistoryStats, iter_c2c_history, iter_official_account_history
+from worker.tim.history import (
+    ApiCaller,
+    HistoryStats,
+    iter_c2c_history,
+    iter_group_history,
+    iter_official_account_history,
+)
 from worker.tim.models import JsonObject, Message, MessageState
-from worker.tim.recall import RecallOutcome, RecallResult, recall_c2c, recall_official_account
+from worker.tim.recall import (
+    RecallOutcome,
+    RecallResult,
+    recall_c2c,
+    recall_group,
+    recall_official_account,
+    wipe_group_sender,
+)
 
 
 class Scanner(Protocol):
@@ -59,6 +79,15 @@ class SkipReason(enum.StrEnum):
     NOT_IN_WINDOW_NOW = "no_longer_in_history"
     CLAIMED = "being_recalled_by_another_job"
     REJECTED = "rejected_by_moderator"
+    SYSTEM = "system_message"
+
+
+#: Rule actions that recall the message they match.
+RECALL_ACTIONS = frozenset({"recall", "wipe"})
+#: The reason of a plan that proposes a wipe (``delete_group_msg_by_sender``).
+WIPE_PLAN = "wipe"
+#: The ``info`` of a recall result for a message an approved wipe took.
+WIPED = "wiped by delete_group_msg_by_sender"
 
 
 #: Messages handed to the rules at once.
@@ -100,11 +129,17 @@ class MessageRef:
     receiver: str | None
     timestamp: int
     state: MessageState
+    system: bool = False  # a group's system message (IsSystemMsg 1): never recalled
 
     @classmethod
     def of(cls, message: Message) -> MessageRef:
         return cls(
-            message.msg_key, message.from_account, message.to_account, message.timestamp, message.state
+            message.msg_key,
+            message.from_account,
+            message.to_account,
+            message.timestamp,
+            message.state,
+            message.system,
         )
 
 
@@ -132,11 +167,16 @@ class Matched:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What to recall, what goes to review, and what is left and why."""
+    """What to recall, what goes to review, and what is left and why.
+
+    ``wipe`` says why a wipe of the suspect's messages is proposed (``over_cap``, or ``rule <id>``), or
+    is empty: only ever in a group, and never for a protected account.
+    """
 
     to_recall: tuple[MessageRef, ...]
     skipped: tuple[tuple[str, SkipReason], ...]
     over_cap: bool
+    wipe: str = ""
 
     def review(self) -> dict[SkipReason, list[str]]:
         """Messages to put in a plan for review, by reason."""
@@ -145,6 +185,19 @@ class Plan:
             if reason in REVIEW_REASONS:
                 groups.setdefault(reason, []).append(key)
         return groups
+
+
+def left_because(job: Job, ref: MessageRef, policy: Policy) -> SkipReason | None:
+    """Why ``ref`` may not be recalled by ``job`` whatever matched it, or None. Pure."""
+    checks = (
+        (ref.system, SkipReason.SYSTEM),
+        (ref.sender != job.suspect, SkipReason.NOT_SUSPECT),
+        (ref.sender in policy.protected, SkipReason.PROTECTED),
+        (not job.since <= ref.timestamp <= job.until, SkipReason.OUTSIDE_WINDOW),
+        (ref.state is MessageState.RECALLED, SkipReason.ALREADY_RECALLED),
+        (ref.state is MessageState.HOLE, SkipReason.HOLE),
+    )
+    return next((reason for applies, reason in checks if applies), None)
 
 
 def plan_recalls(
@@ -163,19 +216,13 @@ def plan_recalls(
     kept_by_moderator = set(rejected)
     to_recall: list[MessageRef] = []
     skipped: list[tuple[str, SkipReason]] = []
+    wipe_rules: set[str] = set()
     for item in sorted(matched, key=lambda m: (m.ref.timestamp, m.ref.msg_key)):
         ref = item.ref
-        recall_rules = {match.rule_id for match in item.matches if match.action == "recall"}
-        if ref.sender != job.suspect:
-            skipped.append((ref.msg_key, SkipReason.NOT_SUSPECT))
-        elif ref.sender in policy.protected:
-            skipped.append((ref.msg_key, SkipReason.PROTECTED))
-        elif not job.since <= ref.timestamp <= job.until:
-            skipped.append((ref.msg_key, SkipReason.OUTSIDE_WINDOW))
-        elif ref.state is MessageState.RECALLED:
-            skipped.append((ref.msg_key, SkipReason.ALREADY_RECALLED))
-        elif ref.state is MessageState.HOLE:
-            skipped.append((ref.msg_key, SkipReason.HOLE))
+        recall_rules = {match.rule_id for match in item.matches if match.action in RECALL_ACTIONS}
+        reason = left_because(job, ref, policy)
+        if reason is not None:
+            skipped.append((ref.msg_key, reason))
         elif ref.msg_key in kept_by_moderator:
             skipped.append((ref.msg_key, SkipReason.REJECTED))
         elif not recall_rules:
@@ -184,7 +231,15 @@ def plan_recalls(
             skipped.append((ref.msg_key, SkipReason.BREAKER))
         else:
             to_recall.append(ref)
-    return Plan(tuple(to_recall), tuple(skipped), len(to_recall) > policy.max_recalls)
+            wipe_rules |= {m.rule_id for m in item.matches if m.action == "wipe" and m.rule_id not in held}
+    over_cap = len(to_recall) > policy.max_recalls
+    wipe = ""
+    if isinstance(job.conversation, GroupConversation) and job.suspect not in policy.protected:
+        if over_cap:
+            wipe = "over_cap"
+        elif wipe_rules:
+            wipe = "rule " + ", ".join(sorted(wipe_rules))
+    return Plan(tuple(to_recall), tuple(skipped), over_cap, wipe)
 
 
 def rule_counts(matched: Iterable[Matched]) -> dict[str, int]:
@@ -271,11 +326,36 @@ def history_of(
         return iter_official_account_history(
             client, account=conversation.account, since=start, until=end, stats=stats
         )
-    raise ValueError(f"unsupported conversation type {conversation.type!r}")
+    return iter_group_history(
+        client,
+        group_id=conversation.group_id,
+        topic_id=conversation.topic_id,
+        since=start,
+        until=end,
+        stats=stats,
+    )
 
 
-async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: HistoryStats) -> list[Matched]:
-    """Walk the window through the rules; return the matched messages (and only those are kept).
+@dataclass(slots=True)
+class Scan:
+    """What a walk of the window found: the matched messages and, in a group, every live message of the
+    suspect's (matched or not: what a wipe would take, with the evidence a wipe plan shows)."""
+
+    matched: list[Matched]
+    suspect_messages: list[Matched] = field(default_factory=list)
+
+
+def _wipeable(message: Message, job: Job) -> bool:
+    return (
+        message.from_account == job.suspect
+        and not message.system
+        and message.state is MessageState.NORMAL
+        and job.since <= message.timestamp <= job.until
+    )
+
+
+async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: HistoryStats) -> Scan:
+    """Walk the window through the rules; keep the matched messages (and, in a group, the suspect's).
 
     Messages are handed to the rules a page at a time: the engine normalizes and searches a whole batch in
     one pass, which costs much less than message by message.
@@ -285,6 +365,8 @@ async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: History
     seen: dict[str, MessageRef] = {}
     kept: dict[str, tuple[tuple[JsonObject, ...], str]] = {}  # bodies window rules may name after the walk
     window_rules = bool(getattr(ruleset, "has_window_rules", True))
+    in_group = isinstance(job.conversation, GroupConversation)
+    wipeable: list[str] = []
     page: list[Message] = []
 
     def add(match: Any) -> None:
@@ -308,7 +390,9 @@ async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: History
 
     async for message in history_of(job, client, stats):
         seen[message.msg_key] = MessageRef.of(message)
-        if window_rules and message.from_account == job.suspect:
+        if in_group and _wipeable(message, job):
+            wipeable.append(message.msg_key)
+        if (window_rules or in_group) and message.from_account == job.suspect:
             kept[message.msg_key] = (tuple(dict(e) for e in message.body), message.cloud_custom_data)
         page.append(message)
         if len(page) >= SCAN_PAGE:
@@ -316,7 +400,11 @@ async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: History
     feed()
     for match in scanner.finish():
         add(match)
-    return list(matched.values())
+    suspect_messages = [
+        matched.get(key) or Matched(seen[key], body=kept[key][0], cloud_custom_data=kept[key][1])
+        for key in wipeable
+    ]
+    return Scan(list(matched.values()), suspect_messages)
 
 
 async def recall(job: Job, client: ApiCaller, targets: Iterable[MessageRef]) -> list[RecallResult]:
@@ -325,10 +413,18 @@ async def recall(job: Job, client: ApiCaller, targets: Iterable[MessageRef]) -> 
     targets = list(targets)
     if not targets:
         return []
+    reason = f"moderation job {job.job_id}"
     if isinstance(conversation, OfficialAccountConversation):
-        reason = f"moderation job {job.job_id}"
         return await recall_official_account(
             client, account=conversation.account, msg_keys=[t.msg_key for t in targets], reason=reason
+        )
+    if isinstance(conversation, GroupConversation):
+        return await recall_group(
+            client,
+            group_id=conversation.group_id,
+            topic_id=conversation.topic_id,
+            seqs=[int(t.msg_key) for t in targets],
+            reason=reason,
         )
     results = []
     for target in targets:
@@ -366,8 +462,10 @@ class Run:
 
     async def scan_and_plan(
         self, job_pk: int, ruleset: RuleSetLike
-    ) -> tuple[list[Matched], Plan, dict[str, int], dict[str, str]]:
-        matched = await scan(self.job, self.client, ruleset, self.stats)
+    ) -> tuple[list[Matched], Plan, dict[str, int], dict[str, str], list[str]]:
+        """Scan, record and plan; the last item lists the messages a proposed wipe would show."""
+        found = await scan(self.job, self.client, ruleset, self.stats)
+        matched = found.matched
         # Evidence of every matched message is committed here, before any recall can be attempted.
         ids = await self._ledger(
             self.ledger.record_scan, job_pk, self.job, [m.ledger_record() for m in matched]
@@ -385,7 +483,17 @@ class Run:
         keys_by_id = {pk: key for key, pk in ids.items()}
         kept = [keys_by_id[pk] for pk in rejected if pk in keys_by_id]
         plan = plan_recalls(self.job, matched, self.policy, open_breakers, kept)
-        return matched, plan, ids, trips
+        wiped: list[str] = []
+        if plan.wipe:
+            # The wipe plan shows every message of the suspect's the walk saw: their evidence first.
+            everything = {m.ref.msg_key: m for m in found.suspect_messages} | {
+                m.ref.msg_key: m for m in matched
+            }
+            ids = await self._ledger(
+                self.ledger.record_scan, job_pk, self.job, [m.ledger_record() for m in everything.values()]
+            )
+            wiped = [m.ref.msg_key for m in found.suspect_messages]
+        return matched, plan, ids, trips, wiped
 
     async def recall_claimed(
         self, job_pk: int, refs: list[MessageRef], ids: dict[str, int]
@@ -427,7 +535,7 @@ async def run_job(
     run = Run(job, client, ledger, policy)
     if job.apply_plan is not None:
         return await apply_plan(run, job_pk, job.apply_plan, ruleset.name)
-    matched, plan, ids, trips = await run.scan_and_plan(job_pk, ruleset)
+    matched, plan, ids, trips, wiped = await run.scan_and_plan(job_pk, ruleset)
     gone = [ids[key] for key, reason in plan.skipped if reason is SkipReason.ALREADY_RECALLED and key in ids]
     await run._ledger(ledger.settle_already_recalled, gone)
     plans: dict[str, int] = {}
@@ -448,7 +556,9 @@ async def run_job(
             )
         recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, list(plan.to_recall), ids)
         skipped += ledger_skipped
-    final_plan = Plan(plan.to_recall, tuple(skipped), plan.over_cap)
+    if plan.wipe and wiped:
+        plans[WIPE_PLAN] = await run._ledger(ledger.create_plan, job_pk, WIPE_PLAN, [ids[k] for k in wiped])
+    final_plan = Plan(plan.to_recall, tuple(skipped), plan.over_cap, plan.wipe)
     return JobReport(
         matched,
         final_plan,
@@ -463,9 +573,12 @@ async def run_job(
 
 
 async def apply_plan(run: Run, job_pk: int, plan_id: int, ruleset_name: str) -> JobReport:
-    """Recall exactly the messages of an approved plan that are still there and not yet recalled."""
+    """Recall exactly the messages of an approved plan that are still there and not yet recalled.
+
+    An approved wipe plan makes its one ``delete_group_msg_by_sender`` call instead (see :func:`wipe`).
+    """
     job, ledger = run.job, run.ledger
-    ids = await run._ledger(ledger.plan_message_keys, plan_id)
+    reason, ids = await run._ledger(ledger.approved_plan, plan_id)
     refs: dict[str, MessageRef] = {}
     async for message in history_of(job, run.client, run.stats):
         if message.msg_key in ids:
@@ -474,21 +587,83 @@ async def apply_plan(run: Run, job_pk: int, plan_id: int, ruleset_name: str) -> 
     skipped: list[tuple[str, SkipReason]] = []
     for key in sorted(ids):
         ref = refs.get(key)
-        if ref is None:
-            skipped.append((key, SkipReason.NOT_IN_WINDOW_NOW))
-        elif ref.sender != job.suspect:
-            skipped.append((key, SkipReason.NOT_SUSPECT))
-        elif ref.sender in run.policy.protected:
-            skipped.append((key, SkipReason.PROTECTED))
-        elif ref.state is MessageState.RECALLED:
-            skipped.append((key, SkipReason.ALREADY_RECALLED))
-        elif ref.state is MessageState.HOLE:
-            skipped.append((key, SkipReason.HOLE))
-        else:
+        left = SkipReason.NOT_IN_WINDOW_NOW if ref is None else left_because(job, ref, run.policy)
+        if left is not None:
+            skipped.append((key, left))
+        elif ref is not None:
             to_recall.append(ref)
-    recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, to_recall, ids)
+    if reason == WIPE_PLAN and isinstance(job.conversation, GroupConversation):
+        recalls, ledger_skipped, unverified = await wipe(
+            run, job.conversation, job_pk, plan_id, to_recall, ids
+        )
+    else:
+        recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, to_recall, ids)
     await run._ledger(ledger.mark_plan_applied, plan_id)
     plan = Plan(tuple(to_recall), tuple(skipped + ledger_skipped), over_cap=False)
     return JobReport(
         [], plan, run.stats, recalls, dict(run.client.calls), ruleset_name, unverified=unverified
     )
+
+
+async def wipe(  # noqa: PLR0917 - the apply job's context, passed on whole
+    run: Run,
+    conversation: GroupConversation,
+    job_pk: int,
+    plan_id: int,
+    refs: list[MessageRef],
+    ids: dict[str, int],
+) -> tuple[list[RecallResult], list[tuple[str, SkipReason]], list[str]]:
+    """Carry out an approved wipe: claim the plan's live messages, record the wipe, make the one
+    ``delete_group_msg_by_sender`` call, read the history again, and recall by seq what it missed.
+
+    The call has no per-message reply and only reaches the group's last 1,000 messages, so the history is
+    the judge: a claimed message that shows as recalled afterwards is recorded recalled by the wipe; the
+    others go through ``group_msg_recall`` like any recall (and are verified the same way). A protected
+    suspect is never wiped (its plan's messages are all skipped as protected before this).
+    """
+    job, ledger = run.job, run.ledger
+    if job.suspect in run.policy.protected:
+        return [], [], []
+    claim = await run._ledger(
+        ledger.claim_recalls,
+        job_pk,
+        {r.msg_key: ids[r.msg_key] for r in refs},
+        lease_s=run.policy.claim_lease_s,
+    )
+    skipped = [(key, SkipReason(reason)) for key, reason in claim.skipped.items()]
+    claimed = [ref for ref in refs if ref.msg_key in set(claim.to_call)]
+    wipe_id = await run._ledger(ledger.start_wipe, job_pk, plan_id, job, listed=len(claimed))
+    await wipe_group_sender(
+        run.client, group_id=conversation.group_id, sender=job.suspect, topic_id=conversation.topic_id
+    )
+    missed = set(await verify(job, run.client, claimed))
+    wiped = [
+        RecallResult(ref.msg_key, RecallOutcome.RECALLED, info=WIPED)
+        for ref in claimed
+        if ref.msg_key not in missed
+    ]
+    await run._ledger(ledger.finish_wipe, wipe_id, recalled=len(wiped), missed=len(missed))
+    for result in wiped:
+        await run._ledger(
+            ledger.record_recall, ids[result.msg_key], state=result.outcome.value, code=0, info=result.info
+        )
+    await run._ledger(ledger.record_verification, {ids[r.msg_key]: True for r in wiped})
+    leftover = [ref for ref in claimed if ref.msg_key in missed]
+    results = await recall(job, run.client, leftover)
+    for result in results:
+        await run._ledger(
+            ledger.record_recall,
+            ids[result.msg_key],
+            state=result.outcome.value,
+            code=result.code,
+            info=result.info,
+        )
+    unverified: list[str] = []
+    if run.policy.verify:
+        done = {r.msg_key for r in results if r.outcome.is_done}
+        checked = [ref for ref in leftover if ref.msg_key in done]
+        unverified = await verify(job, run.client, checked)
+        await run._ledger(
+            ledger.record_verification, {ids[ref.msg_key]: ref.msg_key not in unverified for ref in checked}
+        )
+    return wiped + results, skipped, unverified

@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from worker.jobs import Job
-from worker.pipeline import JobReport, SkipReason
+from worker.pipeline import WIPED, JobReport, SkipReason
 from worker.redact import bounded, redact
 from worker.tim.recall import RecallOutcome
 
@@ -70,6 +70,10 @@ class JobResult(BaseModel):
     recalled: list[str] = Field(default_factory=list)
     already_recalled: list[str] = Field(default_factory=list)
     planned: list[str] = Field(default_factory=list)
+    #: Recalled by an approved wipe (``delete_group_msg_by_sender``), as the history showed afterwards.
+    wiped: list[str] = Field(default_factory=list)
+    #: Why this job proposed a wipe of the suspect's group messages (its plan is ``plans["wipe"]``).
+    wipe_proposed: str | None = None
     skipped: list[Skipped] = Field(default_factory=list)
     failed: list[FailedRecall] = Field(default_factory=list)
     unverified: list[str] = Field(default_factory=list)
@@ -119,9 +123,11 @@ def result_of(job: Job, report: JobReport, *, attempts: int, duration_s: float) 
         for match in item.matches
     ]
     skipped = [Skipped(msg_key=key, reason=reason.value) for key, reason in report.plan.skipped]
-    recalled, already, failed = [], [], []
+    recalled, already, failed, wiped = [], [], [], []
     for outcome in report.recalls:
-        if outcome.outcome is RecallOutcome.RECALLED:
+        if outcome.outcome is RecallOutcome.RECALLED and outcome.info == WIPED:
+            wiped.append(outcome.msg_key)
+        elif outcome.outcome is RecallOutcome.RECALLED:
             recalled.append(outcome.msg_key)
         elif outcome.outcome is RecallOutcome.ALREADY_RECALLED:
             already.append(outcome.msg_key)
@@ -154,6 +160,8 @@ def result_of(job: Job, report: JobReport, *, attempts: int, duration_s: float) 
         recalled=recalled,
         already_recalled=sorted(set(already)),
         planned=planned,
+        wiped=wiped,
+        wipe_proposed=report.plan.wipe or None,
         skipped=skipped,
         failed=failed,
         unverified=report.unverified,

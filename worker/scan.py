@@ -37,6 +37,7 @@ class ProgressCaller:
         self.out = out
         self.pages = 0
         self.reached = until
+        self.finished = False
 
     async def call(self, path: str, body: Any) -> JsonObject:
         reply = await self.inner.call(path, body)
@@ -50,7 +51,10 @@ class ProgressCaller:
                     stamps.append(stamp)
             if stamps:
                 self.reached = max(self.since, min(self.reached, *stamps))
-            self.draw(done=reply.get("Complete") == 1 or reply.get("IsFinished") in (1, 2))
+            finished = reply.get("IsFinished")
+            # A group's IsFinished 1 only says the requested 20 seqs came back whole, not that paging is done.
+            last = finished == 2 or (finished == 1 and "GroupId" not in reply)
+            self.draw(done=reply.get("Complete") == 1 or last)
         return reply
 
     def draw(self, *, done: bool = False) -> None:
@@ -62,6 +66,7 @@ class ProgressCaller:
             f"\rscanning [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%}  pages {self.pages}"
         )
         if done:
+            self.finished = True
             self.out.write("\n")
         self.out.flush()
 
@@ -70,10 +75,19 @@ def job_from_args(args: argparse.Namespace) -> Job:
     """The job a ``scan`` command line describes."""
     until = args.until or int(time.time())
     since = args.since if args.since is not None else until - args.lookback
+    if getattr(args, "topic", None) and not getattr(args, "group", None):
+        raise ValueError("--topic goes with --group")
     if args.c2c:
         operator, peer = args.c2c
         conversation: dict[str, str] = {"type": "c2c", "operator": operator, "peer": peer}
         suspect = args.suspect or peer
+    elif getattr(args, "group", None):
+        if not args.suspect:
+            raise ValueError("--group needs --suspect: the member whose messages may be recalled")
+        conversation = {"type": "group", "group_id": args.group}
+        if args.topic:
+            conversation["topic_id"] = args.topic
+        suspect = args.suspect
     else:
         conversation = {"type": "official_account", "account": args.official_account}
         suspect = args.official_account
@@ -101,10 +115,12 @@ def summary_lines(result: JobResult) -> list[str]:
         by_key.setdefault(match.msg_key, []).append(match)
     reasons = {s.msg_key: s.reason for s in result.skipped}
     failures = {f.msg_key: f for f in result.failed}
+    in_group = (result.conversation or {}).get("type") == "group"
     for key, matches in sorted(by_key.items(), key=lambda item: item[1][0].time):
         first = min(matches, key=lambda m: m.rule_id)
         rules = ", ".join(sorted({m.rule_id for m in matches}))
-        what = f"{first.sender}'s {key}: {rules} at {first.element_path} - {first.evidence!r}"
+        shown = f"seq {key}" if in_group else key
+        what = f"{first.sender}'s {shown}: {rules} at {first.element_path} - {first.evidence!r}"
         if key in result.recalled:
             lines.append(f"  recalled     {what}")
         elif key in result.planned:
@@ -115,8 +131,18 @@ def summary_lines(result: JobResult) -> list[str]:
             lines.append(f"  left         {what} ({reasons[key].replace('_', ' ')})")
         elif key in result.already_recalled:
             lines.append(f"  already gone {what}")
+    if result.wiped:
+        lines.append(
+            f"  wiped        {len(result.wiped)} of {result.suspect}'s messages (delete_group_msg_by_sender)"
+        )
+    if result.wipe_proposed:
+        lines.append(
+            f"  proposed     a wipe of {result.suspect}'s recent group messages ({result.wipe_proposed}): "
+            f"plan {result.plans.get('wipe')}, for a moderator to approve"
+        )
     unmatched = result.messages_scanned - len(by_key)
-    if unmatched > 0:
+    applied_a_plan = not result.matches and bool(result.recalled or result.wiped)
+    if unmatched > 0 and not applied_a_plan:
         lines.append(f"  kept         {unmatched} other messages: no rule matched")
     if result.error:
         lines.append(f"  error: {result.error}")
@@ -146,6 +172,8 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
                 report = await run_job(
                     job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=start.pk
                 )
+                if not progress.finished:
+                    progress.draw(done=True)  # a walk that ended without a reply saying so (a group's)
             result = result_of(job, report, attempts=start.attempt, duration_s=time.perf_counter() - started)
             ledger.settle_job(
                 start.pk,

@@ -1,4 +1,5 @@
-"""The ``/_emulator/`` control surface: faults, clock, limits, settings, stats, state inspection, reset.
+"""The ``/_emulator/`` control surface: faults, clock, limits, settings, stats, state inspection (one-to-one,
+official accounts, groups), holes, reset.
 
 Not part of the Chat API; it lets tests, the demo and benchmarks steer the emulator and look inside it.
 """
@@ -15,6 +16,7 @@ from starlette.routing import Route
 
 from worker.emulator.faults import FaultSpec
 from worker.emulator.gateway import Emulator
+from worker.emulator.groups import GroupMsgState, MessageLog
 from worker.emulator.official import OAState
 
 
@@ -35,6 +37,26 @@ class SettingsChange(BaseModel):
     roaming_days: float | None = Field(None, gt=0)
     roam_page_bytes: int | None = Field(None, ge=256)
     oa_page_bytes: int | None = Field(None, ge=256)
+    group_page_bytes: int | None = Field(None, ge=256)
+    #: Seconds after which a group message can no longer be recalled (RetCode 10031); 0 lifts the limit.
+    group_recall_limit_s: int | None = Field(None, ge=0)
+    refuse_group_recall: bool | None = None
+
+
+class GroupHolesChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    GroupId: str
+    TopicId: str = ""
+    MsgSeqList: list[int]
+
+
+def _log_messages(log: MessageLog) -> list[dict[str, Any]]:
+    if log.keeps_history:
+        return [m.public() for m in log.messages]
+    return [
+        {"MsgSeq": seq, "MsgTimeStamp": t, "Recalled": seq in log.live_recalled}
+        for seq, t in enumerate(log.live_times, start=1)
+    ]
 
 
 class HolesChange(BaseModel):
@@ -48,6 +70,56 @@ async def _json(request: Request, model: type[BaseModel]) -> Any:
     return model.model_validate_json(body or b"{}")
 
 
+def _group_routes(emulator: Emulator) -> list[Route]:
+    """``/_emulator/group`` (a group's or topic's state) and ``/_emulator/group/holes``."""
+
+    async def group(request: Request) -> JSONResponse:
+        group_id = request.query_params.get("id", "")
+        found = emulator.service.groups.groups.get(group_id)
+        if found is None:
+            return JSONResponse({"error": f"no group {group_id!r}"}, status_code=404)
+        topic_id = request.query_params.get("topic", "")
+        log = found.log
+        if topic_id:
+            topic = found.topics.get(topic_id)
+            if topic is None:
+                return JSONResponse({"error": f"no topic {topic_id!r} in {group_id!r}"}, status_code=404)
+            log = topic.log
+        return JSONResponse(
+            {
+                "GroupId": found.group_id,
+                "Type": found.type_name,
+                "Name": found.name,
+                "Owner_Account": found.owner,
+                "SupportTopic": int(found.support_topic),
+                "Destroyed": found.destroyed,
+                "Members": list(found.members),
+                "Topics": [{"TopicId": t.topic_id, "TopicName": t.name} for t in found.topics.values()],
+                "TopicId": topic_id,
+                "messages": _log_messages(log),
+            }
+        )
+
+    async def group_holes(request: Request) -> JSONResponse:
+        change = await _json(request, GroupHolesChange)
+        found = emulator.service.groups.groups.get(change.GroupId)
+        topic = found.topics.get(change.TopicId) if found is not None and change.TopicId else None
+        if found is None or (change.TopicId and topic is None):
+            return JSONResponse({"error": "no such group or topic"}, status_code=404)
+        log = topic.log if topic is not None else found.log
+        made = []
+        for seq in change.MsgSeqList:
+            if log.keeps_history and 1 <= seq <= len(log.messages):
+                log.messages[seq - 1].set_state(GroupMsgState.HOLE)
+                made.append(seq)
+        return JSONResponse({"holes": made})
+
+    return [
+        Route("/_emulator/group", group),
+        Route("/_emulator/group/holes", group_holes, methods=["POST"]),
+    ]
+
+
 def build_control_app(emulator: Emulator) -> Starlette:
     """The Starlette app serving ``/_emulator/...``."""
 
@@ -57,7 +129,8 @@ def build_control_app(emulator: Emulator) -> Starlette:
         )
 
     async def stats(_: Request) -> JSONResponse:
-        return JSONResponse({**emulator.stats.snapshot(), "state": emulator.service.c2c.stats()})
+        state = {**emulator.service.c2c.stats(), **emulator.service.groups.stats()}
+        return JSONResponse({**emulator.stats.snapshot(), "state": state})
 
     async def stats_reset(_: Request) -> JSONResponse:
         emulator.stats = type(emulator.stats)()
@@ -93,11 +166,16 @@ def build_control_app(emulator: Emulator) -> Starlette:
             change = await _json(request, SettingsChange)
             for name, value in change.model_dump(exclude_none=True).items():
                 setattr(current, name, value)
+            if change.group_recall_limit_s == 0:
+                current.group_recall_limit_s = None
         return JSONResponse(
             {
                 "roaming_days": current.roaming_days,
                 "roam_page_bytes": current.roam_page_bytes,
                 "oa_page_bytes": current.oa_page_bytes,
+                "group_page_bytes": current.group_page_bytes,
+                "group_recall_limit_s": current.group_recall_limit_s,
+                "refuse_group_recall": current.refuse_group_recall,
             }
         )
 
@@ -164,5 +242,6 @@ def build_control_app(emulator: Emulator) -> Starlette:
             Route("/_emulator/c2c", c2c),
             Route("/_emulator/official_account", official_account),
             Route("/_emulator/official_account/holes", holes, methods=["POST"]),
+            *_group_routes(emulator),
         ],
     )

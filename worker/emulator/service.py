@@ -1,4 +1,4 @@
-"""The emulated service: accounts, one-to-one and official-account state, and the documented commands.
+"""The emulated service: accounts, one-to-one, official-account and group state, and the documented commands.
 
 Each handler takes the parsed request body and returns the reply's own fields (a dict, or pre-rendered
 JSON members for the hot history paths); it raises :class:`ApiFailure` for a documented error. The gateway
@@ -18,7 +18,28 @@ from worker.emulator.c2c import C2CMessage, C2CStore, msg_key, parse_msg_key
 from worker.emulator.clock import Clock
 from worker.emulator.errors import ApiFailure
 from worker.emulator.fields import UINT32_MAX, opt_int, opt_str, req_int, req_list, req_str
-from worker.emulator.messages import check_body
+from worker.emulator.groups import (
+    COMMUNITY,
+    CUSTOM_TOPIC_MARK,
+    GROUP_KINDS,
+    ID_USED_BY_OTHER,
+    ID_USED_BY_OWNER,
+    LIVE,
+    NO_PERMISSION,
+    NO_SUCH_ACCOUNT,
+    PRIORITIES,
+    RECALL_REFUSED_BY_APP,
+    SYSTEM_SENDER,
+    Group,
+    GroupStore,
+    MessageLog,
+    Topic,
+    check_custom_group_id,
+    join_tip,
+    new_group_id,
+    new_topic_id,
+)
+from worker.emulator.messages import TOO_LONG, check_body
 from worker.emulator.official import (
     BAD_PARAMETER,
     ID_TAKEN,
@@ -31,6 +52,8 @@ from worker.emulator.official import (
 )
 
 OA_SERVICE = "official_account_open_http_svc"
+GROUP_SERVICE = "group_open_http_svc"
+TOPIC_SERVICE = "million_group_open_http_svc"
 # openim codes (admin_getroammsg / sendmsg / importmsg / admin_msgwithdraw pages)
 JSON_INVALID = 90001
 TO_ACCOUNT_BAD = 90003
@@ -44,6 +67,15 @@ MAX_USERID_BYTES = 32
 DELETE_BATCH = 30
 OA_RECALL_BATCH = 10
 DUPLICATE_WINDOW_S = 300
+# group limits (create_group, add_group_member, import_group_msg, group_msg_recall, create_topic pages)
+GROUP_NAME_BYTES = 30
+GROUP_CREATE_MEMBERS = 100
+GROUP_ADD_MEMBERS = 300
+GROUP_IMPORT_BATCH = 7
+GROUP_RECALL_BATCH = 10
+GROUP_SEND_MAX_BYTES = 12 * 1024
+GROUP_IMPORT_MAX_BYTES = 8000
+GROUP_MSG_TOO_LONG = 80002
 #: Room kept for the reply's envelope (status, counters, cursor) so the whole body stays under the cap.
 ENVELOPE_BYTES = 256
 
@@ -66,6 +98,12 @@ class ServiceSettings:
     roaming_days: float = 7.0
     roam_page_bytes: int = 13 * 1024
     oa_page_bytes: int = 13 * 1024
+    #: Reply size cap of ``group_msg_get_simple`` (the real service caps replies at 1 MB).
+    group_page_bytes: int = 1024 * 1024
+    #: Group recall time limit in seconds; None (the documented default) recalls anything still roaming.
+    group_recall_limit_s: int | None = None
+    #: The app refuses group recall (per-item RetCode 10041), a console option.
+    refuse_group_recall: bool = False
     #: Drop this fraction of recalls silently (answer OK, change nothing): a fault for verification tests.
     drop_recall_rate: float = 0.0
 
@@ -80,6 +118,7 @@ class ChatService:
         self.accounts: dict[str, dict[str, str]] = {}
         self.c2c = C2CStore()
         self.official = OfficialStore()
+        self.groups = GroupStore()
         self.drop_recall: Callable[[], bool] = lambda: False
         self.reset()
         self.handlers: dict[str, Handler] = {
@@ -97,13 +136,23 @@ class ChatService:
             f"{OA_SERVICE}/send_official_account_msg": self.send_official_account_msg,
             f"{OA_SERVICE}/official_account_msg_get_simple": self.official_account_msg_get_simple,
             f"{OA_SERVICE}/official_account_msg_recall": self.official_account_msg_recall,
+            f"{GROUP_SERVICE}/create_group": self.create_group,
+            f"{GROUP_SERVICE}/destroy_group": self.destroy_group,
+            f"{GROUP_SERVICE}/add_group_member": self.add_group_member,
+            f"{GROUP_SERVICE}/send_group_msg": self.send_group_msg,
+            f"{GROUP_SERVICE}/import_group_msg": self.import_group_msg,
+            f"{GROUP_SERVICE}/group_msg_get_simple": self.group_msg_get_simple,
+            f"{GROUP_SERVICE}/group_msg_recall": self.group_msg_recall,
+            f"{GROUP_SERVICE}/delete_group_msg_by_sender": self.delete_group_msg_by_sender,
+            f"{TOPIC_SERVICE}/create_topic": self.create_topic,
         }
 
     def reset(self) -> None:
-        """Forget every account and message; only the admin account remains."""
+        """Forget every account, group and message; only the admin account remains."""
         self.accounts = {self.admin: {"Nick": self.admin, "FaceUrl": ""}}
         self.c2c = C2CStore()
         self.official = OfficialStore()
+        self.groups = GroupStore()
 
     def roaming_floor(self) -> int:
         """The oldest timestamp still inside the roaming period."""
@@ -347,3 +396,302 @@ class ChatService:
             for key in keys
         ]
         return {"RecallRetList": results}
+
+    # groups ---------------------------------------------------------------------------------------
+
+    def _group(self, body: dict[str, Any]) -> Group:
+        return self.groups.get(req_str(body, "GroupId", BAD_PARAMETER))
+
+    def _log(self, group: Group, body: dict[str, Any]) -> MessageLog:
+        return self.groups.log_of(group, opt_str(body, "TopicId", BAD_PARAMETER))
+
+    @staticmethod
+    def _max_bytes(body: dict[str, Any], name: str, limit: int) -> str:
+        value = opt_str(body, name, BAD_PARAMETER)
+        if len(value.encode()) > limit:
+            raise ApiFailure(BAD_PARAMETER, f"{name} is over {limit} bytes")
+        return value
+
+    @staticmethod
+    def _member_accounts(body: dict[str, Any], limit: int, *, required: bool) -> list[str]:
+        if not required and "MemberList" not in body:
+            return []
+        entries = req_list(body, "MemberList", BAD_PARAMETER)
+        if (required and not entries) or len(entries) > limit:
+            raise ApiFailure(BAD_PARAMETER, f"MemberList holds {int(required)} to {limit} members")
+        users = []
+        for entry in entries:
+            user = entry.get("Member_Account") if isinstance(entry, dict) else None
+            if not isinstance(user, str) or not user:
+                raise ApiFailure(BAD_PARAMETER, "every MemberList item needs a Member_Account string")
+            users.append(user)
+        return users
+
+    @staticmethod
+    def _group_body(raw: Any, ccd: str, max_bytes: int) -> tuple[list[dict[str, Any]], bool]:
+        """A group message body and whether it is over ``max_bytes`` (with its CloudCustomData)."""
+        try:
+            msg_body = check_body(raw, ccd)
+        except ApiFailure as failure:
+            if failure.code == TOO_LONG:
+                return [], True
+            raise ApiFailure(BAD_PARAMETER, failure.info) from None
+        return msg_body, len(orjson.dumps(msg_body)) + len(ccd.encode()) > max_bytes
+
+    def _tip(self, log: MessageLog, users: list[str], now: int) -> None:
+        """Record in history that ``users`` joined: a system message, as member changes appear there."""
+        if users and log.keeps_history:
+            log.append(
+                sender=SYSTEM_SENDER,
+                timestamp=now,
+                random=secrets.randbits(32),
+                body=join_tip(self.admin, users),
+                system=True,
+            )
+
+    def create_group(self, body: dict[str, Any]) -> Reply:
+        """``create_group`` (https://cloud.tencent.com/document/product/269/1615)."""
+        type_name = req_str(body, "Type", BAD_PARAMETER)
+        kind = GROUP_KINDS.get(type_name)
+        if kind is None:
+            raise ApiFailure(BAD_PARAMETER, f"Type must be one of {', '.join(GROUP_KINDS)}")
+        name = req_str(body, "Name", BAD_PARAMETER)
+        if len(name.encode()) > GROUP_NAME_BYTES:
+            raise ApiFailure(BAD_PARAMETER, f"Name is over {GROUP_NAME_BYTES} bytes")
+        for field_name, limit in (("Introduction", 240), ("Notification", 300), ("FaceUrl", 100)):
+            self._max_bytes(body, field_name, limit)
+        owner = opt_str(body, "Owner_Account", BAD_PARAMETER)
+        if owner and owner not in self.accounts:
+            raise ApiFailure(NO_SUCH_ACCOUNT, f"Owner_Account {owner!r} was not imported")
+        members = self._member_accounts(body, GROUP_CREATE_MEMBERS, required=False)
+        if members and kind == LIVE:
+            # Like add_group_member, which AVChatRoom does not support: members join from the client.
+            raise ApiFailure(NO_PERMISSION, "an AVChatRoom takes no MemberList")
+        for user in members:
+            if user not in self.accounts:
+                raise ApiFailure(NO_SUCH_ACCOUNT, f"Member_Account {user!r} was not imported")
+        support_topic = opt_int(body, "SupportTopic", BAD_PARAMETER, 0, hi=1) == 1 and kind == COMMUNITY
+        group_id = self._choose_group_id(opt_str(body, "GroupId", BAD_PARAMETER), kind, owner)
+        now = self.clock.now_s()
+        log = MessageLog(keeps_history=kind != LIVE, created=now)
+        group = Group(group_id, type_name, name, owner, log, support_topic)
+        if owner:
+            group.members[owner] = now
+        self.groups.groups[group_id] = group
+        self._tip(group.log, self.groups.add_members(group, members, now), now)
+        return {"GroupId": group_id}
+
+    def _choose_group_id(self, custom: str, kind: str, owner: str) -> str:
+        if not custom:
+            group_id = new_group_id(kind)
+            while group_id in self.groups.groups:
+                group_id = new_group_id(kind)
+            return group_id
+        check_custom_group_id(custom, kind)
+        taken = self.groups.groups.get(custom)
+        if taken is not None and not taken.destroyed:
+            if owner and taken.owner == owner:
+                raise ApiFailure(ID_USED_BY_OWNER, "the GroupId is already used, by a group you own")
+            raise ApiFailure(ID_USED_BY_OTHER, "the GroupId is already used by someone else")
+        return custom
+
+    def destroy_group(self, body: dict[str, Any]) -> Reply:
+        """``destroy_group``: later calls naming the group get 10010."""
+        self._group(body).destroyed = True
+        return {}
+
+    def add_group_member(self, body: dict[str, Any]) -> Reply:
+        """``add_group_member`` (269/1621): Result 0 failed, 1 added, 2 already a member."""
+        group = self._group(body)
+        if group.is_live:
+            raise ApiFailure(NO_PERMISSION, "AVChatRoom does not support adding members")
+        silence = opt_int(body, "Silence", BAD_PARAMETER, 0, hi=1) == 1
+        users = self._member_accounts(body, GROUP_ADD_MEMBERS, required=True)
+        now = self.clock.now_s()
+        results = []
+        added = []
+        for user in users:
+            if user not in self.accounts:
+                result = 0
+            elif user in group.members:
+                result = 2
+            else:
+                group.members[user] = now
+                added.append(user)
+                result = 1
+            results.append({"Member_Account": user, "Result": result})
+        if not silence:  # a silent add notifies nobody, so no tip either
+            self._tip(group.log, added, now)
+        return {"MemberList": results}
+
+    def create_topic(self, body: dict[str, Any]) -> Reply:
+        """``million_group_open_http_svc/create_topic`` (269/78203): topic-enabled communities only."""
+        group = self._group(body)
+        if not group.support_topic:
+            raise ApiFailure(NO_PERMISSION, "only a community that supports topics can have topics")
+        name = req_str(body, "TopicName", BAD_PARAMETER)
+        if len(name.encode()) > GROUP_NAME_BYTES:
+            raise ApiFailure(BAD_PARAMETER, f"TopicName is over {GROUP_NAME_BYTES} bytes")
+        for field_name, limit in (
+            ("CustomString", 3000),
+            ("FaceUrl", 100),
+            ("Notification", 300),
+            ("Introduction", 240),
+        ):
+            self._max_bytes(body, field_name, limit)
+        operator = opt_str(body, "From_Account", BAD_PARAMETER)
+        if operator and operator not in self.accounts:
+            raise ApiFailure(NO_SUCH_ACCOUNT, f"From_Account {operator!r} was not imported")
+        topic_id = opt_str(body, "TopicId", BAD_PARAMETER)
+        if topic_id:
+            prefix = group.group_id + CUSTOM_TOPIC_MARK
+            if (
+                not topic_id.startswith(prefix)
+                or len(topic_id) == len(prefix)
+                or not topic_id.isascii()
+                or not topic_id.isprintable()
+            ):
+                raise ApiFailure(BAD_PARAMETER, f"a custom TopicId is {prefix!r} + a custom part")
+            if topic_id in group.topics:
+                raise ApiFailure(ID_USED_BY_OTHER, "the TopicId is already used")
+        else:
+            topic_id = new_topic_id(group.group_id)
+            while topic_id in group.topics:
+                topic_id = new_topic_id(group.group_id)
+        group.topics[topic_id] = Topic(topic_id, name, MessageLog(created=self.clock.now_s()))
+        return {"TopicId": topic_id}
+
+    def send_group_msg(self, body: dict[str, Any]) -> Reply:
+        """``send_group_msg`` (269/1629): the reply's MsgSeq is the message's seq in the group or topic."""
+        group = self._group(body)
+        log = self._log(group, body)
+        random = req_int(body, "Random", BAD_PARAMETER, hi=UINT32_MAX)
+        priority = PRIORITIES.get(opt_str(body, "MsgPriority", BAD_PARAMETER, "Normal"))
+        if priority is None:
+            raise ApiFailure(BAD_PARAMETER, f"MsgPriority must be one of {', '.join(PRIORITIES)}")
+        opt_int(body, "OnlineOnlyFlag", BAD_PARAMETER, 0, hi=1)
+        ccd = opt_str(body, "CloudCustomData", BAD_PARAMETER)
+        msg_body, too_long = self._group_body(body.get("MsgBody"), ccd, GROUP_SEND_MAX_BYTES)
+        if too_long:
+            raise ApiFailure(GROUP_MSG_TOO_LONG, "the message is over 12 KB")
+        sender = self.admin
+        if "From_Account" in body:
+            sender = req_str(body, "From_Account", BAD_PARAMETER)
+            if sender not in self.accounts:
+                raise ApiFailure(NO_SUCH_ACCOUNT, f"From_Account {sender!r} was not imported")
+            if sender != self.admin and not group.is_live and sender not in group.members:
+                raise ApiFailure(NO_PERMISSION, f"{sender!r} is not a member of the group")
+        now = self.clock.now_s()
+        duplicate = log.duplicate_of(random, msg_body, now, DUPLICATE_WINDOW_S)
+        if duplicate is not None:  # same Random and content within 5 minutes: dropped as a duplicate
+            return {"MsgTime": duplicate[1], "MsgSeq": duplicate[0]}
+        seq = log.append(
+            sender=sender,
+            timestamp=now,
+            random=random,
+            body=msg_body,
+            cloud_custom_data=ccd,
+            priority=priority,
+        )
+        return {"MsgTime": now, "MsgSeq": seq}
+
+    def import_group_msg(self, body: dict[str, Any]) -> Reply:
+        """``import_group_msg`` (269/1635): at most 7 messages a call, in increasing time order, each
+        newer than the group's creation and its newest message and older than now; per-message Result
+        0 OK, 10004 bad send time, 80002 over 8000 bytes (a failed message gets MsgSeq 0)."""
+        group = self._group(body)
+        if group.is_live:
+            raise ApiFailure(NO_PERMISSION, "AVChatRoom does not support importing messages")
+        log = self._log(group, body)
+        opt_int(body, "RecentContactFlag", BAD_PARAMETER, 0, hi=1)
+        items = req_list(body, "MsgList", BAD_PARAMETER)
+        if not items or len(items) > GROUP_IMPORT_BATCH:
+            raise ApiFailure(BAD_PARAMETER, f"MsgList holds 1 to {GROUP_IMPORT_BATCH} messages")
+        parsed = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise ApiFailure(BAD_PARAMETER, f"MsgList[{index}] is not an object")
+            parsed.append(
+                (
+                    req_str(item, "From_Account", BAD_PARAMETER),
+                    req_int(item, "SendTime", BAD_PARAMETER, hi=UINT32_MAX),
+                    opt_int(item, "Random", BAD_PARAMETER, secrets.randbits(32), hi=UINT32_MAX),
+                    *self._group_body(item.get("MsgBody"), "", GROUP_IMPORT_MAX_BYTES),
+                )
+            )
+        now = self.clock.now_s()
+        newest = max(log.created, log.last_time())
+        results = []
+        for sender, send_time, random, msg_body, too_long in parsed:
+            if too_long:
+                results.append({"MsgSeq": 0, "MsgTime": send_time, "Result": GROUP_MSG_TOO_LONG})
+            elif not newest < send_time < now:
+                results.append({"MsgSeq": 0, "MsgTime": send_time, "Result": BAD_PARAMETER})
+            else:
+                seq = log.append(sender=sender, timestamp=send_time, random=random, body=msg_body)
+                newest = send_time
+                results.append({"MsgSeq": seq, "MsgTime": send_time, "Result": 0})
+        return {"ImportMsgResult": results}
+
+    def group_msg_get_simple(self, body: dict[str, Any]) -> Reply:
+        """``group_msg_get_simple`` (269/2738): see :meth:`MessageLog.page`."""
+        group = self._group(body)
+        if group.is_live:
+            # "AVChatRoom(直播群) 不支持历史消息存储，所以不支持调用此接口" [269/2738]. The page lists no code
+            # for it; 10007 is what the docs answer for the same unsupported case on import_group_msg
+            # [269/1635] and is in this API's error table.
+            raise ApiFailure(NO_PERMISSION, "AVChatRoom keeps no message history")
+        log = self._log(group, body)
+        count = req_int(body, "ReqMsgNumber", BAD_PARAMETER, lo=1)
+        top = req_int(body, "ReqMsgSeq", BAD_PARAMETER) if "ReqMsgSeq" in body else None
+        with_recalled = opt_int(body, "WithRecalledMsg", BAD_PARAMETER, 0, hi=1) == 1
+        page, finished = log.page(
+            top=top,
+            count=count,
+            with_recalled=with_recalled,
+            max_bytes=self.settings.group_page_bytes - ENVELOPE_BYTES,
+            oldest_visible=self.roaming_floor(),
+        )
+        head = orjson.dumps({"GroupId": group.group_id, "IsFinished": finished})
+        items = b",".join(m.item_json() for m in page)
+        return RawFields(head[1:-1] + b',"RspMsgList":[' + items + b"]")
+
+    def group_msg_recall(self, body: dict[str, Any]) -> Reply:
+        """``group_msg_recall`` (269/12341): one RetCode per seq, see :meth:`MessageLog.recall`."""
+        group = self._group(body)
+        log = self._log(group, body)
+        entries = req_list(body, "MsgSeqList", BAD_PARAMETER)
+        if not entries or len(entries) > GROUP_RECALL_BATCH:
+            raise ApiFailure(BAD_PARAMETER, f"MsgSeqList holds 1 to {GROUP_RECALL_BATCH} seqs")
+        seqs = []
+        for entry in entries:
+            if not isinstance(entry, dict):
+                raise ApiFailure(BAD_PARAMETER, "every MsgSeqList item is an object with a MsgSeq")
+            seqs.append(req_int(entry, "MsgSeq", BAD_PARAMETER, hi=UINT32_MAX))
+        self._max_bytes(body, "Reason", 100)
+        now = self.clock.now_s()
+        floor = self.roaming_floor()
+        results = []
+        for seq in seqs:
+            if self.settings.refuse_group_recall:
+                code = RECALL_REFUSED_BY_APP
+            else:
+                code = log.recall(
+                    seq,
+                    now=now,
+                    oldest_visible=floor,
+                    limit_s=self.settings.group_recall_limit_s,
+                    apply=not self.drop_recall(),
+                )
+            results.append({"MsgSeq": seq, "RetCode": code})
+        return {"RecallRetList": results}
+
+    def delete_group_msg_by_sender(self, body: dict[str, Any]) -> Reply:
+        """``delete_group_msg_by_sender`` (269/2359): silently recalls the sender's messages among the
+        group's (or topic's) last 1,000; an AVChatRoom is left alone without an error."""
+        group = self._group(body)
+        sender = req_str(body, "Sender_Account", BAD_PARAMETER)
+        log = self._log(group, body)
+        if log.keeps_history and not self.drop_recall():
+            log.wipe_sender(sender)
+        return {}

@@ -175,6 +175,28 @@ class MessageDecisionRow(Base):
     lifted_note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class WipeRow(Base):
+    """A ``delete_group_msg_by_sender`` call: every message of ``sender`` among the group's (or topic's) last
+    1,000, recalled silently, with no per-message reply. Recorded before the call is made.
+
+    ``listed`` is how many of the approved plan's messages were still there to wipe; afterwards the history
+    is read again: ``recalled`` of them showed as recalled and ``missed`` did not (they are recalled by seq).
+    """
+
+    __tablename__ = "wipes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_pk: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    plan_pk: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    conversation_key: Mapped[str] = mapped_column(String(200))
+    sender: Mapped[str] = mapped_column(String(64))
+    listed: Mapped[int]
+    called_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    recalled: Mapped[int | None] = mapped_column(default=None)
+    missed: Mapped[int | None] = mapped_column(default=None)
+
+
 class RuleStatRow(Base):
     """How often a rule matched in one job: the baseline of the circuit breaker."""
 

@@ -23,6 +23,9 @@ def conversation_key(job: Job) -> str:
         return "c2c:" + "|".join(sorted((conversation.operator, conversation.peer)))
     if isinstance(conversation, OfficialAccountConversation):
         return f"oa:{conversation.account}"
+    # A topic numbers its messages apart from its group's: (group, topic, seq) names one message.
+    if conversation.topic_id is not None:
+        return f"group:{conversation.group_id}|topic:{conversation.topic_id}"
     return f"group:{conversation.group_id}"
 
 

@@ -42,6 +42,7 @@ from worker.ledger.models import (
     PlanRow,
     RecallRow,
     RuleStatRow,
+    WipeRow,
 )
 from worker.ledger.retention import Purged, purge_batch
 from worker.ledger.scans import (
@@ -427,6 +428,10 @@ class Ledger:
 
     def plan_message_keys(self, plan_id: int) -> dict[str, int]:
         """MsgKey -> message row id of every item of an approved plan."""
+        return self.approved_plan(plan_id)[1]
+
+    def approved_plan(self, plan_id: int) -> tuple[str, dict[str, int]]:
+        """An approved plan's reason, and MsgKey -> message row id of each of its items."""
         with self._read() as session:
             plan = session.get(PlanRow, plan_id)
             if plan is None or plan.status not in ("approved", "applied"):
@@ -436,7 +441,33 @@ class Ledger:
                 .join(PlanItemRow, PlanItemRow.message_pk == MessageRow.id)
                 .where(PlanItemRow.plan_pk == plan_id)
             )
-            return {str(key): int(pk) for key, pk in rows.all()}
+            return plan.reason, {str(key): int(pk) for key, pk in rows.all()}
+
+    # group wipes ------------------------------------------------------------------------------------
+
+    def start_wipe(self, job_pk: int, plan_id: int, job: Job, *, listed: int) -> int:
+        """Record that ``job`` is about to wipe its suspect's messages (before the call); returns its id."""
+        with self._write() as session:
+            row = WipeRow(
+                job_pk=job_pk,
+                plan_pk=plan_id,
+                conversation_key=conversation_key(job),
+                sender=job.suspect,
+                listed=listed,
+                called_at=now(),
+            )
+            session.add(row)
+            session.flush()
+            return int(row.id)
+
+    def finish_wipe(self, wipe_id: int, *, recalled: int, missed: int) -> None:
+        """Record what reading the history again after a wipe showed."""
+        with self._write() as session:
+            session.execute(
+                update(WipeRow)
+                .where(WipeRow.id == wipe_id)
+                .values(recalled=recalled, missed=missed, finished_at=now())
+            )
 
     # circuit breaker --------------------------------------------------------------------------------
 

@@ -12,7 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from worker.ledger import decisions
-from worker.ledger.models import EvidenceRow, JobRow, MatchRow, MessageRow, PlanItemRow, PlanRow, RecallRow
+from worker.ledger.models import (
+    EvidenceRow,
+    JobRow,
+    MatchRow,
+    MessageRow,
+    PlanItemRow,
+    PlanRow,
+    RecallRow,
+    WipeRow,
+)
 from worker.ledger.upsert import chunks
 
 
@@ -135,8 +144,22 @@ def audit(session: Session, job_id: str) -> dict[str, Any]:
                 "status": p.status,
                 "decided_by": p.decided_by,
                 "decided_at": _iso(p.decided_at),
+                "apply_job_id": p.apply_job_id,
             }
             for p in plans
+        ],
+        "wipes": [
+            {
+                "plan": w.plan_pk,
+                "conversation_key": w.conversation_key,
+                "sender": w.sender,
+                "listed": w.listed,
+                "called_at": w.called_at.isoformat(),
+                "finished_at": _iso(w.finished_at),
+                "recalled": w.recalled,
+                "missed": w.missed,
+            }
+            for w in session.scalars(select(WipeRow).where(WipeRow.job_pk == job.id).order_by(WipeRow.id))
         ],
     }
 

@@ -31,6 +31,7 @@ REASONS = {
     "over_cap": "escalated: over the recall cap",
     "flag_rule_only": "flagged for review by a rule",
     "rule_breaker_tripped": "held: rule's match rate spiked",
+    "wipe": "proposed: wipe everything the suspect sent recently in the group",
 }
 
 
@@ -201,6 +202,8 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
                 f"{len(missing)} of its messages was purged or never stored, and nothing is recalled without "
                 "its evidence. Reject it, or have the conversation scanned again.</p>"
             )
+        elif plan.reason == "wipe":
+            actions.append(("approve", f"Approve the wipe of {job['suspect']}'s messages"))
         else:
             actions.append(("approve", f"Approve: recall {len(plan.items)} message(s)"))
         actions.append(("reject", "Reject"))
@@ -221,6 +224,21 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
         f"<p>{e(REASONS.get(plan.reason, plan.reason))}. Job <b>{e(plan.job_id)}</b>: suspect "
         f"<b>{e(job['suspect'])}</b> in {e(job['conversation'])}, window {_when(job['window']['since'])} to "
         f"{_when(job['window']['until'])}; reported by {e(report.get('reporter', '-'))} for "
-        f"{e(report.get('reason', '-'))}; rule set {e(job['ruleset'])}.</p>{decided}{forms}"
+        f"{e(report.get('reason', '-'))}; rule set {e(job['ruleset'])}.</p>"
+        f"{_wipe_warning(plan) if plan.reason == 'wipe' else ''}{decided}{forms}"
         f"<h2>{len(plan.items)} message(s)</h2>{''.join(_item(i) for i in plan.items)}",
+    )
+
+
+def _wipe_warning(plan: PlanView) -> str:
+    """What approving a wipe does, in words a moderator cannot miss."""
+    return (
+        "<div class=error id=wipe-warning><p><b>A wipe is broad, silent and has no per-message result.</b> "
+        "Approving makes one <code>delete_group_msg_by_sender</code> call: it recalls <b>every</b> message "
+        f"<b>{e(plan.job['suspect'])}</b> sent among the group's last 1,000 messages (of this topic only, if "
+        "the job names one), also ones outside the window below and ones no rule matched. Members are "
+        "not notified; their apps drop the messages on their next history pull.</p>"
+        f"<p>Below are the {len(plan.items)} message(s) of {e(plan.job['suspect'])} the job saw in its "
+        "window, with their evidence (kept before this plan was made). After the wipe the worker reads the "
+        "history again and recalls by seq any of these the wipe missed.</p></div>"
     )

@@ -48,6 +48,8 @@ class Message:
     body: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     cloud_custom_data: str = ""
     flag_bits: int = 0
+    #: ``IsSystemMsg`` 1 in a group's history: sent by the service (a group tip), never by the sender named.
+    system: bool = False
 
     @property
     def is_actionable(self) -> bool:

@@ -16,6 +16,7 @@ from worker.tim.models import FLAG_RECALLED, ConversationKind, JsonObject, Messa
 
 ROAM_COMMAND = "admin_getroammsg"
 OA_HISTORY_COMMAND = "official_account_msg_get_simple"
+GROUP_HISTORY_COMMAND = "group_msg_get_simple"
 
 
 def _field(  # noqa: PLR0917 - called for dozens of fields; keywords would bury the names
@@ -125,4 +126,63 @@ def _official_account_message(item: Any, index: int) -> Message:
         state=_PLACE_STATES[place],
         body=_body(item, cmd, where),
         cloud_custom_data=_field(item, "CloudCustomData", str, cmd, where, default=""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPage:
+    """One page of ``group_msg_get_simple``.
+
+    ``is_finished`` is 1 when the whole requested seq range came back (not that the history is exhausted),
+    0 when the reply was cut short (over 1 MB, or a range over 20), 2 when cut short and every message
+    below has expired.
+    """
+
+    is_finished: int
+    messages: tuple[Message, ...]
+
+
+def parse_group_page(reply: Mapping[str, Any]) -> GroupPage:
+    """Parse a ``group_msg_get_simple`` reply. A message's ``msg_key`` is its ``MsgSeq`` as a string."""
+    cmd = GROUP_HISTORY_COMMAND
+    finished = _field(reply, "IsFinished", int, cmd, "")
+    if finished not in (0, 1, 2):
+        raise TimProtocolError(cmd, f"IsFinished is {finished}, expected 0, 1 or 2")
+    items = _field(reply, "RspMsgList", list, cmd, "", default=[])
+    return GroupPage(finished, tuple(_group_message(item, i) for i, item in enumerate(items)))
+
+
+def _group_message(item: Any, index: int) -> Message:
+    cmd, where = GROUP_HISTORY_COMMAND, f"RspMsgList[{index}]."
+    if not isinstance(item, dict):
+        raise TimProtocolError(cmd, f"RspMsgList[{index}] is not an object")
+    seq = _field(item, "MsgSeq", int, cmd, where)
+    if seq < 1:
+        raise TimProtocolError(cmd, f"{where}MsgSeq is {seq}, expected a positive integer")
+    place = _field(item, "IsPlaceMsg", int, cmd, where, default=0)
+    if place not in _PLACE_STATES:
+        raise TimProtocolError(cmd, f"{where}IsPlaceMsg is {place}, expected 0, 1 or 2")
+    state = _PLACE_STATES[place]
+    system = _field(item, "IsSystemMsg", int, cmd, where, default=0)
+    if system not in (0, 1):
+        raise TimProtocolError(cmd, f"{where}IsSystemMsg is {system}, expected 0 or 1")
+    # Only placeholders (deleted, expired, recalled) may come without a time: a live message without one
+    # could not be placed in or out of the window.
+    if state is MessageState.NORMAL:
+        timestamp = _field(item, "MsgTimeStamp", int, cmd, where)
+    else:
+        timestamp = _field(item, "MsgTimeStamp", int, cmd, where, default=0)
+    if timestamp < 0:
+        raise TimProtocolError(cmd, f"{where}MsgTimeStamp is {timestamp}, expected 0 or more")
+    return Message(
+        kind=ConversationKind.GROUP,
+        msg_key=str(seq),
+        from_account=_field(item, "From_Account", str, cmd, where, default=""),
+        timestamp=timestamp,
+        seq=seq,
+        random=_field(item, "MsgRandom", int, cmd, where, default=0),
+        state=state,
+        body=_body(item, cmd, where),
+        cloud_custom_data=_field(item, "CloudCustomData", str, cmd, where, default=""),
+        system=system == 1,
     )
