@@ -26,10 +26,27 @@ class KeywordRuleSet:
     """Matches lower-cased words in text elements; each word is its own rule."""
 
     def __init__(
-        self, name: str = "default", *, recall: tuple[str, ...] = ("spam",), flag: tuple[str, ...] = ()
+        self,
+        name: str = "default",
+        *,
+        recall: tuple[str, ...] = ("spam",),
+        flag: tuple[str, ...] = (),
+        wipe: tuple[str, ...] = (),
+        window: tuple[str, ...] = (),
     ) -> None:
+        """``wipe`` words match with the action ``wipe`` (recall, and in a group propose a wipe).
+
+        ``window`` names messages (MsgKeys; in a group, seqs) that a window rule reports after the walk
+        whatever their body, as the engine's flood rule may: one way to have a hole or a system message
+        matched.
+        """
         self.name = name
-        self.words = {**dict.fromkeys(recall, "recall"), **dict.fromkeys(flag, "flag")}
+        self.words = {
+            **dict.fromkeys(recall, "recall"),
+            **dict.fromkeys(flag, "flag"),
+            **dict.fromkeys(wipe, "wipe"),
+        }
+        self.window = window
 
     def scanner(self) -> KeywordRuleSet:
         return self
@@ -52,7 +69,7 @@ class KeywordRuleSet:
         return [match for message in messages for match in self.feed(message)]
 
     def finish(self) -> list[KeywordMatch]:
-        return []
+        return [KeywordMatch(key, "window-rule", "recall", "", "", "window") for key in self.window]
 
 
 class StaticRules:

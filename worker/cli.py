@@ -280,7 +280,8 @@ def _plans_decide(args: argparse.Namespace) -> int:
     try:
         if args.plans_command == "approve":
             job = plans.approve(ledger, Queues(_settings(args)), args.plan_id, by=args.by, note=args.note)
-            print(f"plan {args.plan_id} approved by {args.by}; queued {job.job_id}")
+            does = plans.what_approval_does(ledger.plan(args.plan_id))
+            print(f"plan {args.plan_id} approved by {args.by}; queued {job.job_id}: {does}")
         elif args.plans_command == "requeue":
             job = plans.requeue(ledger, Queues(_settings(args)), args.plan_id)
             print(f"queued {job.job_id} again")

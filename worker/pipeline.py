@@ -436,14 +436,31 @@ async def recall(job: Job, client: ApiCaller, targets: Iterable[MessageRef]) -> 
 
 
 async def verify(job: Job, client: ApiCaller, recalled: list[MessageRef]) -> list[str]:
-    """Read the history around ``recalled`` again; return the keys that do not show as recalled."""
+    """Read the history around ``recalled`` again; return the keys that do not show as recalled.
+
+    A group's messages are read again by seq: from the highest recalled one down, not from the newest.
+    """
     if not recalled:
         return []
     pending = {ref.msg_key for ref in recalled}
     since, until = min(r.timestamp for r in recalled), max(r.timestamp for r in recalled)
-    async for message in history_of(job, client, HistoryStats(), since=since, until=until):
+    conversation = job.conversation
+    if isinstance(conversation, GroupConversation):
+        messages = iter_group_history(
+            client,
+            group_id=conversation.group_id,
+            topic_id=conversation.topic_id,
+            since=since,
+            until=until,
+            start_seq=max(int(key) for key in pending),
+        )
+    else:
+        messages = history_of(job, client, HistoryStats(), since=since, until=until)
+    async for message in messages:
         if message.msg_key in pending and message.state is MessageState.RECALLED:
             pending.discard(message.msg_key)
+            if not pending:
+                break
     return sorted(pending)
 
 

@@ -26,6 +26,16 @@ def apply_job_for(plan: PlanView) -> Job:
     )
 
 
+def what_approval_does(plan: PlanView) -> str:
+    """What the apply job of ``plan`` will do, in a moderator's words."""
+    if plan.reason == "wipe":
+        return (
+            f"it wipes every message {plan.job['suspect']} sent among the group's last 1,000, then recalls "
+            "by seq any of the plan's messages the wipe missed."
+        )
+    return "it recalls exactly these messages."
+
+
 def approve(ledger: Ledger, queues: Queues, plan_id: int, *, by: str, note: str | None = None) -> Job:
     """Approve a pending plan and queue its apply job."""
     plan = ledger.decide_plan(plan_id, approve=True, by=by, note=note)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,16 +14,20 @@ import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as until
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import update
 
-from tests.keyword_rules import StaticRules
+from tests.conftest import make_client
+from tests.keyword_rules import KeywordRuleSet, StaticRules
 from tests.ledger.helpers import make_job, record
 from tests.ledger.test_ledger import c2c_job, recalled, seed
+from tests.worker.groups import group_job, new_group, recalled_seqs, sent_by
 from tests.worker.harness import ThreadWorker, wait_results, worker_settings
 from worker.config import Settings
+from worker.emulator.seed import import_accounts, import_group_messages, text
 from worker.emulator.server import EmulatorThread
 from worker.ledger import open_ledger
 from worker.ledger.models import EvidenceRow
@@ -171,21 +177,15 @@ def test_a_plan_whose_evidence_was_purged_is_not_offered_for_approval(
     assert approved.status_code == 409 and "evidence" in approved.text
 
 
-@pytest.mark.slow
-def test_a_moderator_approves_a_plan_in_the_browser_and_exactly_its_messages_are_recalled(
-    review: ReviewThread,
-    review_settings: Settings,
-    emulator: EmulatorThread,
-    pending_plan: tuple[int, list[str]],
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    """A headless Chromium driven by ChromeDriver (required under CI, else skipped when missing)."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         if os.environ.get("CI") == "true":
             pytest.fail(
                 "Chromium and ChromeDriver (Debian packages chromium, chromium-driver) are needed under CI"
             )
         pytest.skip("Chromium and ChromeDriver (Debian packages chromium, chromium-driver) are not installed")
-    plan_id, planned = pending_plan
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -202,30 +202,64 @@ def test_a_moderator_approves_a_plan_in_the_browser_and_exactly_its_messages_are
         "--window-size=1200,1000",
     ):
         options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        # A click that navigates returns before the next page has loaded: wait for what that page must show.
-        wait = WebDriverWait(browser, timeout=20)
-        browser.get(f"{review.url}/")
-        browser.find_element(By.ID, "token").send_keys(TOKEN)
-        browser.find_element(By.ID, "sign-in").click()
-        link = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "#plans a.plan-link")))
-        assert link.text == f"plan {plan_id}"
-        link.click()
-        wait.until(until.presence_of_element_located((By.ID, "approve")))
-        marks = [m.text for m in browser.find_elements(By.TAG_NAME, "mark")]
-        assert "spam" in marks
-        shown = [e.get_attribute("data-msg-key") for e in browser.find_elements(By.CSS_SELECTOR, ".msg")]
-        assert sorted(shown) == sorted(planned)
-        screenshot = tmp_path / "review-plan.png"
-        assert browser.save_screenshot(str(screenshot))
-        assert screenshot.stat().st_size > 10_000
-        browser.find_element(By.ID, "approve-by").send_keys("moderator-ann")
-        browser.find_element(By.ID, "approve").click()
-        wait.until(until.text_to_be_present_in_element((By.ID, "flash"), "Approved"))
-        assert browser.find_element(By.ID, "status").text == "approved"
+        yield driver
     finally:
-        browser.quit()
+        driver.quit()
+
+
+def open_plan(browser: WebDriver, review_url: str, plan_id: int) -> WebDriverWait[WebDriver]:
+    """Sign in, follow the index's only plan link (``plan_id``), and wait for the approve button.
+
+    Returns the wait to use after further clicks: a click that navigates returns before the next page
+    has loaded, so each step waits for what that page must show.
+    """
+    wait = WebDriverWait(browser, timeout=20)
+    browser.get(f"{review_url}/")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "sign-in").click()
+    link = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "#plans a.plan-link")))
+    assert link.text == f"plan {plan_id}"
+    link.click()
+    wait.until(until.presence_of_element_located((By.ID, "approve")))
+    return wait
+
+
+def approve_in_browser(browser: WebDriver, wait: WebDriverWait[WebDriver], by: str) -> str:
+    """Approve the open plan as ``by``; returns the flash the page shows afterwards."""
+    browser.find_element(By.ID, "approve-by").send_keys(by)
+    browser.find_element(By.ID, "approve").click()
+    wait.until(until.text_to_be_present_in_element((By.ID, "flash"), "Approved"))
+    assert browser.find_element(By.ID, "status").text == "approved"
+    return str(browser.find_element(By.ID, "flash").text)
+
+
+def shown_keys(browser: WebDriver) -> list[str]:
+    """The MsgKeys of the messages the open plan shows."""
+    return sorted(
+        str(e.get_attribute("data-msg-key")) for e in browser.find_elements(By.CSS_SELECTOR, ".msg")
+    )
+
+
+@pytest.mark.slow
+def test_a_moderator_approves_a_plan_in_the_browser_and_exactly_its_messages_are_recalled(
+    review: ReviewThread,
+    review_settings: Settings,
+    emulator: EmulatorThread,
+    pending_plan: tuple[int, list[str]],
+    browser: WebDriver,
+    tmp_path: Path,
+) -> None:
+    plan_id, planned = pending_plan
+    wait = open_plan(browser, review.url, plan_id)
+    marks = [m.text for m in browser.find_elements(By.TAG_NAME, "mark")]
+    assert "spam" in marks
+    assert shown_keys(browser) == sorted(planned)
+    screenshot = tmp_path / "review-plan.png"
+    assert browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    approve_in_browser(browser, wait, "moderator-ann")
     queues = Queues(review_settings)
     with ThreadWorker(review_settings, StaticRules()):
         [applied] = wait_results(queues, 1)
@@ -236,5 +270,88 @@ def test_a_moderator_approves_a_plan_in_the_browser_and_exactly_its_messages_are
     try:
         assert ledger.plan(plan_id).status == "applied"
         assert ledger.plan(plan_id).decided_by == "moderator-ann"
+    finally:
+        ledger.dispose()
+
+
+@pytest.fixture
+def pending_wipe(review_settings: Settings, emulator: EmulatorThread) -> tuple[str, int, list[int]]:
+    """mallory invites a group into a scam group: the group job recalls that and proposes a wipe plan.
+
+    Returns the group, the plan and the seqs it lists (mallory's live messages in the window).
+    """
+    t0 = int(time.time()) - 3600
+
+    async def seed_group() -> tuple[str, list[int]]:
+        async with make_client(emulator.url) as client:
+            await import_accounts(client, ["carol", "henry", "mallory"])
+            group, _ = await new_group(
+                client, emulator.url, owner="carol", members=["henry", "mallory"], created_at=t0 - 300
+            )
+            sent = await import_group_messages(
+                client,
+                group_id=group,
+                messages=[
+                    ("mallory", t0 - 100, 1, [text("hi everyone")]),  # before the window
+                    ("mallory", t0 + 10, 2, [text("Join my VIP signals group <b>now</b>")]),
+                    ("henry", t0 + 20, 3, [text("no thanks, no vip signals group for me")]),
+                    ("mallory", t0 + 30, 4, [text("nice hike today")]),
+                    ("mallory", t0 + 40, 5, [text("see you saturday")]),
+                ],
+            )
+            return group, sent
+
+    group, sent = asyncio.run(seed_group())
+    queues = Queues(review_settings)
+    report = {"reporter": "henry", "reason": "scam", "msg_seqs": [sent[1]]}
+    queues.submit([group_job("group-scam", group, suspect="mallory", window=(t0, t0 + 600), report=report)])
+    with ThreadWorker(review_settings, StaticRules(KeywordRuleSet(wipe=("vip signals group",)))):
+        [result] = wait_results(queues, 1)
+    assert result["recalled"] == [str(sent[1])] and set(result["plans"]) == {"wipe"}, result
+    return group, result["plans"]["wipe"], [sent[1], sent[3], sent[4]]
+
+
+@pytest.mark.slow
+def test_a_moderator_is_warned_of_a_wipe_and_approving_it_wipes_the_suspect(
+    review: ReviewThread,
+    review_settings: Settings,
+    emulator: EmulatorThread,
+    pending_wipe: tuple[str, int, list[int]],
+    browser: WebDriver,
+) -> None:
+    group, plan_id, listed = pending_wipe
+    wait = open_plan(browser, review.url, plan_id)
+    warning = browser.find_element(By.ID, "wipe-warning")
+    assert warning.is_displayed()
+    assert "mallory" in warning.text
+    assert "delete_group_msg_by_sender" in warning.text
+    assert f"the {len(listed)} message(s) of mallory" in warning.text
+    assert shown_keys(browser) == sorted(str(seq) for seq in listed)
+    assert "<b>now</b>" in browser.find_element(By.CSS_SELECTOR, f".msg[data-msg-key='{listed[0]}']").text
+    assert browser.find_element(By.ID, "approve").text == "Approve the wipe of mallory's messages"
+    flash = approve_in_browser(browser, wait, "moderator-ann")
+    assert f"plan-{plan_id}-apply queued: it wipes every message mallory sent" in flash
+    assert "exactly these messages" not in flash
+    queues = Queues(review_settings)
+    with ThreadWorker(review_settings, StaticRules()):
+        [applied] = wait_results(queues, 1)
+    assert applied["job_id"] == f"plan-{plan_id}-apply"
+    assert applied["status"] == "done", applied
+    assert sorted(int(seq) for seq in applied["wiped"]) == listed[1:]
+    assert applied["api_calls"]["delete_group_msg_by_sender"] == 1
+    mallory = sent_by(emulator.url, group, "mallory")
+    assert len(mallory) == len(listed) + 1, "and one before the window"
+    assert recalled_seqs(emulator.url, group) == mallory, "every message of mallory's, nothing else"
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        plan = ledger.plan(plan_id)
+        assert (plan.status, plan.decided_by) == ("applied", "moderator-ann")
+        [record] = ledger.audit(f"plan-{plan_id}-apply")["wipes"]
+        assert (record["sender"], record["listed"], record["recalled"], record["missed"]) == (
+            "mallory",
+            2,
+            2,
+            0,
+        )
     finally:
         ledger.dispose()

@@ -230,7 +230,7 @@ def test_the_example_rule_file_loads_and_catches_the_demo_spam() -> None:
     assert {"default", "strict"} <= set(book.rulesets)
     default = book.get("default")
     assert {r.type for r in default.rules} == {"keywords", "regex", "links", "custom", "element", "flood"}
-    assert {r.action for r in default.rules} == {"recall", "flag"}
+    assert {r.action for r in default.rules} == {"recall", "flag", "wipe"}
     found = scan(
         default,
         msg(text("ＦＲＥＥ crypto! buy followers 赌 博 代开发票 see scam-example[.]com, bad.example")),

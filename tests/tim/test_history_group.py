@@ -374,3 +374,12 @@ async def test_api_errors_from_the_caller_are_raised() -> None:
     with pytest.raises(TimApiError) as caught:
         await walk(GoneCaller())  # type: ignore[arg-type]
     assert caught.value.code == 10010
+
+
+async def test_a_walk_can_start_at_a_given_seq() -> None:
+    caller = ScriptedCaller([seqs_page(30, 11), seqs_page(10, 1)])
+    messages = await walk(caller, since=T0 + 15, until=T0 + 28, start_seq=30)
+    assert [m.seq for m in messages] == list(range(28, 14, -1))
+    assert [r.get("ReqMsgSeq") for r in caller.requests] == [30, 10], "ends after a page wholly before since"
+    with pytest.raises(TimProtocolError, match="above the requested ReqMsgSeq 25"):
+        await walk(ScriptedCaller([seqs_page(30, 11)]), start_seq=25)

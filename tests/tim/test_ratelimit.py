@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
+import random
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -46,6 +50,73 @@ async def test_no_window_holds_more_than_rate_starts() -> None:
         starts.append(clock.now)
     for first in starts:
         assert sum(first <= s < first + 1.0 for s in starts) <= 5
+
+
+class LateSleeps:
+    """A sleep moving a :class:`FakeClock` on by the time asked plus an overshoot: real sleeps wake late."""
+
+    def __init__(self, clock: FakeClock, overshoots: Iterator[float]) -> None:
+        self.clock = clock
+        self.overshoots = overshoots
+
+    async def __call__(self, seconds: float) -> None:
+        self.clock.now += seconds + next(self.overshoots)
+
+
+async def test_a_start_woken_late_keeps_its_slot() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.05])))
+    await limiter.acquire()  # idle: starts at once, the next slot is 0.25 s later
+    await limiter.acquire()  # sleeps 0.25 s, wakes 0.05 s late
+    assert clock.now == pytest.approx(100.30)
+    assert limiter.delay() == pytest.approx(0.20), "the next slot is still 100.50"
+
+
+async def test_a_very_late_start_earns_no_catch_up_burst() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.2])))
+    await limiter.acquire()
+    await limiter.acquire()  # wakes at 100.45, past half of the next spacing
+    assert limiter.delay() == pytest.approx(0.125), "half a spacing at least between starts"
+
+
+async def test_an_idle_limiter_owes_nothing() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock)
+    await limiter.acquire()
+    clock.now += 0.4  # nobody waited for the slot at 100.25
+    await limiter.acquire()
+    assert limiter.delay() == pytest.approx(0.25)
+
+
+async def test_sleeps_that_overshoot_cost_no_rate() -> None:
+    clock = FakeClock()
+    rng = random.Random(7)
+    overshoots = iter(lambda: rng.uniform(0, 0.002), None)  # up to 2 ms each, as an event loop wakes
+    limiter = RateLimiter(clock=clock, sleep=LateSleeps(clock, overshoots))  # 200 per 1.05 s
+    starts = []
+    for _ in range(2000):
+        await limiter.acquire()
+        starts.append(clock.now)
+    assert (len(starts) - 1) / (starts[-1] - starts[0]) == pytest.approx(200 / 1.05, rel=0.002)
+
+
+async def test_late_starts_never_put_more_than_191_calls_in_one_second() -> None:
+    clock = FakeClock()
+    rng = random.Random(11)
+    # Mostly small overshoots, some stalls of several spacings.
+    overshoots = iter(lambda: rng.choice([0.0, 0.001, 0.003, 0.005, 0.02]) * rng.random(), None)
+    limiter = RateLimiter(clock=clock, sleep=LateSleeps(clock, overshoots))
+    starts = []
+    for n in range(3000):
+        if n % 500 == 499:
+            clock.now += 0.5  # now and then the limiter goes idle
+        await limiter.acquire()
+        starts.append(clock.now)
+    for i, first in enumerate(starts):
+        assert bisect.bisect_left(starts, first + 1.0) - i <= 191
+        assert bisect.bisect_left(starts, first + 1.05) - i <= 201
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 1.05 / 200 / 2 - 1e-9
 
 
 async def test_waiting_is_reported() -> None:

@@ -1,6 +1,7 @@
 """The guarantees under faults, as production runs the worker: three worker processes on RabbitMQ with the
-PostgreSQL ledger, the Chat API answering 10002/91000/HTTP 502 and stalling, a worker SIGKILLed every few
-seconds, the broker stopped and started while jobs sit in the retry queues, poison deliveries mixed in.
+PostgreSQL ledger, one-to-one, official-account and group (and community topic) jobs, the Chat API
+answering 10002/91000/HTTP 502 and stalling, a worker SIGKILLed every few seconds, the broker stopped and
+started while jobs sit in the retry queues, poison deliveries mixed in.
 
 It asserts what the README promises: every job gets a result (repeats byte-identical), nothing is recalled
 that should not be and nothing is missed, every poison delivery is dead-lettered with a reason, no worker
@@ -31,6 +32,7 @@ from tests.ledger.conftest import PG_ADMIN, fresh_pg_schema
 from tests.services import RABBITMQ, require
 from tests.worker.broker import publish, queue_depth, restart_rabbitmq
 from tests.worker.conftest import AMQP_URL
+from tests.worker.groups import group_job, group_messages, new_group
 from tests.worker.harness import ProcessWorker, job, worker_settings
 from worker.config import Settings
 from worker.emulator.seed import (
@@ -38,17 +40,26 @@ from worker.emulator.seed import (
     create_official_account,
     import_accounts,
     import_c2c,
+    import_group_messages,
     send_official_account,
     text,
 )
 from worker.emulator.server import EmulatorThread
 from worker.jobs import Job
 from worker.queues import Queues
+from worker.tim.client import TimClient
 
-pytestmark = pytest.mark.slow
+#: The run's own deadlines (240 s for every result, then the fleet's stop) are past the suite's 120 s
+#: default timeout, which a loaded machine reaches before them.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-C2C_CONVERSATIONS = 240
+#: With the official accounts and the groups: 280 jobs, the load the run is sized for.
+C2C_CONVERSATIONS = 210
 OFFICIAL_ACCOUNTS = 40
+GROUPS = 30
+#: Every TOPIC_EVERY-th group is a community whose spam is in a topic (the job names the topic), and every
+#: INVITE_EVERY-th suspect also posts a scam-group invite (a wipe rule: recalled, and a wipe proposed).
+TOPIC_EVERY, INVITE_EVERY = 5, 3
 WORKERS = 3
 KILL_EVERY_S = (1.5, 3.5)
 FAULTS = {
@@ -66,8 +77,11 @@ FAULTS = {
 T0 = int(time.time()) - 3600
 
 
-#: A message's identity: its conversation and its MsgKey (official-account keys repeat across accounts).
+#: A message's identity: its conversation and its MsgKey (official-account keys repeat across accounts;
+#: a group's are seqs, numbered apart in each topic).
 Identity = tuple[str, str]
+#: A group's message log: (where, as identities name it; GroupId; TopicId or None for the group's own).
+GroupLog = tuple[str, str, str | None]
 
 
 @dataclass
@@ -77,14 +91,20 @@ class Expected:
     jobs: list[Job] = field(default_factory=list)
     recall: set[Identity] = field(default_factory=set)
     keep: set[Identity] = field(default_factory=set)
+    group_logs: list[GroupLog] = field(default_factory=list)
+    wipe_proposed: set[str] = field(default_factory=set)  # job ids
 
 
 async def seed(url: str) -> Expected:
-    """One-to-one conversations and official accounts, each with spam to recall and messages to keep."""
+    """One-to-one conversations, official accounts and groups, each with spam to recall and messages to
+    keep."""
     expected = Expected()
     async with make_client(url) as client:
         users = [f"{p}{i}" for i in range(C2C_CONVERSATIONS) for p in ("s", "r")]
-        await import_accounts(client, [*users, "owner", "reader"])
+        members = [f"{p}{i}" for i in range(GROUPS) for p in ("gs", "gm")]
+        await import_accounts(client, [*users, *members, "owner", "reader"])
+        for i in range(GROUPS):
+            await seed_group(client, url, i, expected)
         for i in range(C2C_CONVERSATIONS):
             suspect, reporter = f"s{i}", f"r{i}"
             messages = [(suspect, reporter, T0 + 10 * n, f"FREE CRYPTO spam #{n}", True) for n in range(3)]
@@ -140,6 +160,58 @@ async def seed(url: str) -> Expected:
             )
     random.Random(5).shuffle(expected.jobs)
     return expected
+
+
+async def seed_group(client: TimClient, url: str, i: int, expected: Expected) -> None:
+    """Group ``i``: its suspect's spam in the window among a member's quote of it, the suspect's clean
+    message and spam from before the window, and the join tip. In a community all that is in a topic, and
+    the suspect's spam is also in the group's own log, numbered with seqs the topic's spam has too: the
+    topic's job must leave it."""
+    suspect, member = f"gs{i}", f"gm{i}"
+    in_topic = i % TOPIC_EVERY == 0
+    group, topics = await new_group(
+        client,
+        url,
+        owner=member,
+        members=[suspect],
+        created_at=T0 - 300,
+        topics=["offers"] if in_topic else (),
+    )
+    topic = topics[0] if topics else None
+    spam = [(suspect, T0 + 10 * n, f"FREE CRYPTO spam #{n}", True) for n in range(1, 4)]
+    if i % INVITE_EVERY == 0:
+        spam.append((suspect, T0 + 50, "Join my VIP signals group, guaranteed profit", True))
+        expected.wipe_proposed.add(f"chaos-group-{i}")
+    messages = sorted(
+        [
+            *spam,
+            (suspect, T0 - 100, "FREE CRYPTO from before the window", False),
+            (member, T0 + 5, "is this free crypto real?", False),
+            (suspect, T0 + 45, "see you tomorrow", False),
+        ],
+        key=lambda m: m[1],
+    )
+    logs: list[tuple[str | None, list[tuple[str, int, str, bool]]]] = [(topic, messages)]
+    if in_topic:
+        logs.append((None, [m for m in messages if m[0] == suspect]))  # kept: no job names the group's log
+    for log_topic, log in logs:
+        where = f"group:{group}" + (f"|topic:{log_topic}" if log_topic else "")
+        sent = await import_group_messages(
+            client,
+            group_id=group,
+            topic_id=log_topic or "",
+            messages=[(sender, at, n, [text(words)]) for n, (sender, at, words, _) in enumerate(log)],
+        )
+        to_recall = {
+            str(seq) for seq, (*_, is_spam) in zip(sent, log, strict=True) if is_spam and log_topic == topic
+        }
+        expected.recall |= {(where, seq) for seq in to_recall}
+        stored = group_messages(url, group, log_topic)
+        expected.keep |= {(where, str(seq)) for seq in stored if str(seq) not in to_recall}
+        expected.group_logs.append((where, group, log_topic))
+    expected.jobs.append(
+        group_job(f"chaos-group-{i}", group, topic_id=topic, suspect=suspect, window=(T0 - 60, T0 + 600))
+    )
 
 
 def poison(settings: Settings, n: int) -> list[str]:
@@ -235,8 +307,15 @@ def recalled(url: str, expected: Expected) -> set[Identity]:
     """Messages the emulator shows recalled, in every conversation the jobs name."""
     found: set[Identity] = set()
     seen: set[Identity] = set()
+    for where, group, topic in expected.group_logs:
+        for seq, message in group_messages(url, group, topic).items():
+            seen.add((where, str(seq)))
+            if message["IsPlaceMsg"] == 2:
+                found.add((where, str(seq)))
     for item in expected.jobs:
         conversation = item.conversation.model_dump()
+        if conversation["type"] == "group":
+            continue
         if conversation["type"] == "c2c":
             where = f"c2c:{conversation['peer']}"
             params = {"a": conversation["peer"], "b": conversation["operator"]}
@@ -315,7 +394,10 @@ def test_chaos(emulator: EmulatorThread, pg_ledger: str, tmp_path: Path) -> None
     jobs_by_id = {j.job_id for j in expected.jobs}
     results = {job_id: bodies for job_id, bodies in collector.results.items() if job_id in jobs_by_id}
     duplicates = sum(len(bodies) - 1 for bodies in results.values())
-    statuses = Counter(orjson.loads(bodies[0])["status"] for bodies in results.values())
+    parsed = {job_id: orjson.loads(bodies[0]) for job_id, bodies in results.items()}
+    statuses = Counter(result["status"] for result in parsed.values())
+    proposed = {job_id for job_id, result in parsed.items() if result["wipe_proposed"]}
+    lost_proposals = sorted(expected.wipe_proposed - proposed)
     gone = recalled(emulator.url, expected)
     wrong = gone & expected.keep
     missed = expected.recall - gone
@@ -339,12 +421,23 @@ def test_chaos(emulator: EmulatorThread, pg_ledger: str, tmp_path: Path) -> None
         f"{restarts} broker restart(s) with {parked_at_restart} jobs parked for retry, "
         f"{len(expected.jobs) - len(results)} lost, {duplicates} repeated results, {len(wrong)} wrong and "
         f"{len(missed)} missed recalls of {len(expected.recall)}, dead letters {dict(reasons)}, "
-        f"worker events {dict(events)}, {time.monotonic() - started:.0f} s"
+        f"worker events {dict(events)}, {len(proposed)} wipes proposed ({len(lost_proposals)} lost to the "
+        f"retry bug), {time.monotonic() - started:.0f} s"
     )
     assert set(results) == jobs_by_id, "every job has a result"
     for job_id, bodies in results.items():
         assert len(set(bodies)) == 1, f"{job_id}: repeated results differ"
     assert statuses == {"done": len(expected.jobs)}, statuses
+    assert proposed <= expected.wipe_proposed, "a wipe is proposed only where a wipe rule matched"
+    assert all(set(parsed[job_id]["plans"]) == {"wipe"} for job_id in proposed)
+    # Known worker bug, reproduced by test_group_jobs.py::test_a_job_retried_after_its_recall_still_proposes_
+    # the_wipe (xfail): a job run again (retried, or redelivered after its worker was killed) after an earlier
+    # run recalled the invite proposes no wipe. That, and nothing else, may explain a missing proposal; once
+    # fixed, assert proposed == expected.wipe_proposed.
+    for job_id in lost_proposals:
+        lost = parsed[job_id]
+        assert lost["recalled"] == [] and lost["already_recalled"] and lost["plans"] == {}, lost
+        assert started_times(tmp_path, job_id) > 1, f"{job_id} ran once and proposed no wipe"
     assert not wrong, f"recalled messages that must stay: {sorted(wrong)[:5]}"
     assert not missed, f"missed: {sorted(missed)[:5]}"
     assert dead_marks == set(marks), f"poison not dead-lettered: {sorted(set(marks) - dead_marks)}"
@@ -354,6 +447,15 @@ def test_chaos(emulator: EmulatorThread, pg_ledger: str, tmp_path: Path) -> None
     assert fleet.kills >= 5
     assert restarts == 1 and parked_at_restart > 0
     assert ledger == {"done": len(expected.jobs)}, ledger
+
+
+def started_times(logs: Path, job_id: str) -> int:
+    """How many times the workers whose logs are in ``logs`` started ``job_id``."""
+    return sum(
+        '"event": "job.started"' in line and f'"job_id": "{job_id}"' in line
+        for log in logs.glob("worker-*.log")
+        for line in log.read_text(errors="replace").splitlines()
+    )
 
 
 def gzip_safe(body: bytes) -> bytes:

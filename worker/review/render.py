@@ -149,7 +149,7 @@ def highlight(text: str, spans: Iterable[str]) -> str:
     return "".join(out) + e(text[position:])
 
 
-def _item(item: PlanItem) -> str:
+def _item(item: PlanItem, *, in_group: bool = False, note_unmatched: bool = False) -> str:
     spans: dict[str, list[str]] = {}
     for match in item.matches:
         spans.setdefault(match["element_path"], []).append(match["evidence"])
@@ -174,7 +174,8 @@ def _item(item: PlanItem) -> str:
     state = f" <span class=badge>{e(item.recall_state)}</span>" if item.recall_state else ""
     return (
         f"<div class=msg data-msg-key='{e(item.msg_key)}'><b>{e(item.sender)}</b> at {_when(item.time)} "
-        f"<span class=path>{e(item.msg_key)}</span>{state}{''.join(fields)}<ul>{rules}</ul>"
+        f"<span class=path>{'seq ' if in_group else ''}{e(item.msg_key)}</span>{state}{''.join(fields)}"
+        f"<ul>{rules or ('<li>no rule matched this message</li>' if note_unmatched else '')}</ul>"
         f"<div class=path>content sha256 {e(item.content_hash)}</div></div>"
     )
 
@@ -182,6 +183,8 @@ def _item(item: PlanItem) -> str:
 def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
     """One plan: its job, each message's evidence, and the decisions it can take now."""
     job = plan.job
+    in_group = job["conversation"].get("type") == "group"
+    items = [_item(i, in_group=in_group, note_unmatched=plan.reason == "wipe") for i in plan.items]
     report = job.get("report", {})
     notice = f"<p class=flash id=flash>{e(flash)}</p>" if flash else ""
     decided = ""
@@ -226,7 +229,7 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
         f"{_when(job['window']['until'])}; reported by {e(report.get('reporter', '-'))} for "
         f"{e(report.get('reason', '-'))}; rule set {e(job['ruleset'])}.</p>"
         f"{_wipe_warning(plan) if plan.reason == 'wipe' else ''}{decided}{forms}"
-        f"<h2>{len(plan.items)} message(s)</h2>{''.join(_item(i) for i in plan.items)}",
+        f"<h2>{len(plan.items)} message(s)</h2>{''.join(items)}",
     )
 
 

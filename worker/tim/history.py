@@ -211,9 +211,11 @@ async def iter_group_history(
     page_size: int = GROUP_MAX_PAGE,
     with_recalled: bool = True,
     stats: HistoryStats | None = None,
+    start_seq: int | None = None,
 ) -> AsyncIterator[Message]:
     """Yield the group's (or the community topic's) messages sent in ``[since, until]``, newest first
-    (``group_msg_get_simple``).
+    (``group_msg_get_simple``). With ``start_seq``, the walk starts at that seq instead of the newest (to
+    read known messages again, say).
 
     The first request names no ``ReqMsgSeq`` and so gets the newest messages; each next one asks for seqs
     up to the smallest seq returned minus one. ``IsFinished`` 1 only says the requested range came back
@@ -234,7 +236,9 @@ async def iter_group_history(
     if topic_id is not None:
         request["TopicId"] = topic_id
     window = _GroupWindow(since, until, stats)
-    requested: int | None = None
+    requested = start_seq
+    if start_seq is not None:
+        request["ReqMsgSeq"] = start_seq
     while True:
         page = parse_group_page(await client.call(GROUP_HISTORY_PATH, request))
         stats.pages += 1

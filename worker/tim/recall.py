@@ -1,4 +1,5 @@
-"""Recall calls. "Already recalled" is reported as done: recalls are idempotent from the worker's view."""
+"""Recall calls (one-to-one, official account, group). "Already recalled" is reported as done: recalls are
+idempotent from the worker's view."""
 
 from __future__ import annotations
 
