@@ -221,6 +221,10 @@ def plan_recalls(
         ref = item.ref
         recall_rules = {match.rule_id for match in item.matches if match.action in RECALL_ACTIONS}
         reason = left_because(job, ref, policy)
+        if reason is SkipReason.ALREADY_RECALLED:
+            # The sender is what a wipe rule judges: its verdict stands after the message is gone (when
+            # this job runs again after its first attempt recalled it, say).
+            wipe_rules |= {m.rule_id for m in item.matches if m.action == "wipe" and m.rule_id not in held}
         if reason is not None:
             skipped.append((ref.msg_key, reason))
         elif ref.msg_key in kept_by_moderator:
@@ -575,7 +579,8 @@ async def run_job(
         skipped += ledger_skipped
     if plan.wipe and wiped:
         plans[WIPE_PLAN] = await run._ledger(ledger.create_plan, job_pk, WIPE_PLAN, [ids[k] for k in wiped])
-    final_plan = Plan(plan.to_recall, tuple(skipped), plan.over_cap, plan.wipe)
+    # A wipe is only proposed with a plan to approve: none when the suspect has no live message left here.
+    final_plan = Plan(plan.to_recall, tuple(skipped), plan.over_cap, plan.wipe if wiped else "")
     return JobReport(
         matched,
         final_plan,

@@ -492,11 +492,6 @@ def failing_the_read_after_the_recall(settings: Settings) -> TimClient:
     return client
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker bug: plan_recalls() collects wipe rules only from messages it recalls now, so an attempt "
-    "that finds its wipe-rule matches already recalled (by its own earlier attempt) proposes no wipe",
-)
 async def test_a_job_retried_after_its_recall_still_proposes_the_wipe(
     emulator: EmulatorThread, tmp_path: Path
 ) -> None:
