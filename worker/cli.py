@@ -389,7 +389,10 @@ def _add_ledger_commands(commands: Any) -> None:
     show.add_argument("plan_id", type=int)
     show.set_defaults(func=_plans_show)
     for name, text in (
-        ("approve", "approve and queue the recall of exactly its messages"),
+        (
+            "approve",
+            "approve and queue its apply job (the recall of exactly its messages; a wipe plan: the wipe)",
+        ),
         ("reject", "reject: nothing of it is recalled, by it or by a later job"),
         ("reopen", "put a rejected plan back to review; its messages are no longer held back"),
     ):

@@ -31,7 +31,7 @@ def what_approval_does(plan: PlanView) -> str:
     if plan.reason == "wipe":
         return (
             f"it wipes every message {plan.job['suspect']} sent among the group's last 1,000, then recalls "
-            "by seq any of the plan's messages the wipe missed."
+            "by seq any of these the wipe missed."
         )
     return "it recalls exactly these messages."
 

@@ -19,6 +19,9 @@ Measured in this run, against the same groups (every job is a dry run, so the hi
   while others walk, as under a steady queue; the rate over the jobs' first start to last finish, from
   submitting the jobs to the last result (adds queue pick-up), and over the first to the last history call
   (leaves out the ledger work after the last page);
+- ``scan``: the pipeline's scan (``worker.pipeline.scan``: the history walk with the shipped rules run on
+  every page) over every group at once through one :class:`TimClient`, limit on: group scanning itself,
+  without the queue and the ledger;
 - ``bare walk``: ``iter_group_history`` over every group at once through one :class:`TimClient`, limit on:
   what the API client and its pacing allow without queue, ledger and rules;
 - ``one at a time``: the same walk group after group: the serial page dependency within one group (each
@@ -62,6 +65,7 @@ from worker.consumer import make_client as make_worker_client
 from worker.emulator.limits import DEFAULT_LIMIT
 from worker.emulator.seed import create_group, import_accounts, import_group_messages, text
 from worker.jobs import Job
+from worker.pipeline import scan
 from worker.queues import Queues
 from worker.rulebook import Rulebook
 from worker.tim.client import TimClient
@@ -347,6 +351,35 @@ async def _walk(url: str, groups: list[Seeded], since: int, *, serial: bool, rat
         )
 
 
+async def _scan(url: str, groups: list[Seeded], since: int) -> Measured:
+    """Scan every group at once with the shipped rules (``pipeline.scan``), through one client."""
+    ruleset = Rulebook().ruleset("default")
+    scans = [_group_job(n, group, since) for n, group in enumerate(groups)]
+    async with make_client(url, rate_per_command=DEFAULT_LIMIT, max_connections=GROUPS) as client:
+        cpu, emulator_cpu = time.process_time(), _children_cpu_s()
+        started = time.perf_counter()
+        walked = [HistoryStats() for _ in scans]
+        found = await asyncio.gather(
+            *(scan(job, client, ruleset, stats) for job, stats in zip(scans, walked, strict=True))
+        )
+        elapsed = time.perf_counter() - started
+    for job, group, stats, matched in zip(scans, groups, walked, found, strict=True):
+        spam = {m.ref.msg_key for m in matched.matched if m.ref.sender == group.suspect}
+        if stats.messages != MESSAGES_PER_GROUP or spam != group.spam_seqs:
+            raise RuntimeError(
+                f"{job.job_id}: scanned {stats.messages} messages, matched {len(spam)} of the suspect's "
+                f"{len(group.spam_seqs)} spam messages"
+            )
+    return Measured(
+        messages=sum(s.messages for s in walked),
+        pages=sum(s.pages for s in walked),
+        elapsed_s=elapsed,
+        cpu_s=time.process_time() - cpu,
+        cpu_wall_s=elapsed,
+        emulator_cpu_s=_children_cpu_s() - emulator_cpu,
+    )
+
+
 async def _limiter_alone(seconds: float = 2.0) -> float:
     """Messages/s the client's limiter alone hands out (GROUPS callers taking 200/s slots, no calls)."""
     limiter = RateLimiter(DEFAULT_LIMIT, DEFAULT_WINDOW_S)
@@ -499,12 +532,14 @@ def run() -> list[Row]:
             limiter = asyncio.run(_limiter_alone())
             _set_limit(url, DEFAULT_LIMIT)
             serial = asyncio.run(_walk(url, groups[:SERIAL_GROUPS], since, serial=True, rate=DEFAULT_LIMIT))
-            walks, workers = [], []
-            for _ in range(ATTEMPTS):  # interleaved, so that both see the machine alike
+            walks, scans, workers = [], [], []
+            for _ in range(ATTEMPTS):  # interleaved, so that all see the machine alike
                 walks.append(asyncio.run(_walk(url, groups, since, serial=False, rate=DEFAULT_LIMIT)))
+                scans.append(asyncio.run(_scan(url, groups, since)))
                 workers.append(_worker(url, groups, since))
         breaches = _breaches(url)
     walk = max(walks, key=lambda m: m.rate)
+    scanned = max(scans, key=lambda m: m.rate)
     best_worker = max(workers, key=lambda w: w.jobs.rate)
     worker = best_worker.jobs
     retries = sum(best_worker.client_stats.get("retries", {}).values())
@@ -525,6 +560,7 @@ def run() -> list[Row]:
         return Row("groups", figure, value, "cores", 1.0, "one core")
 
     return [
+        vs_ceiling(f"scan (walk + shipped rules): {GROUPS} groups at once, one client, {best}", scanned.rate),
         vs_ceiling(f"worker: {jobs}, concurrency {GROUPS}, {best}", worker.rate),
         vs_ceiling("worker: same run, submit to last result", best_worker.end_to_end),
         vs_ceiling("worker: same run, first to last history call", best_worker.walking),
@@ -533,6 +569,7 @@ def run() -> list[Row]:
         vs_ceiling(f"client limiter alone, no calls (at best {paced:,.0f})", limiter),
         vs_ceiling("bare walk: limit lifted (emulator + client)", unlimited.rate),
         vs_walk("worker vs bare walk", worker.rate, walk.rate, "msg/s"),
+        vs_walk("CPU per page, scan", scanned.cpu_ms_per_page(), walk.cpu_ms_per_page(), "ms"),
         vs_walk("CPU per page, worker process", worker.cpu_ms_per_page(), walk.cpu_ms_per_page(), "ms"),
         vs_ceiling("worker if CPU-bound on one whole core", worker.cpu_bound_rate()),
         vs_core("CPU used: worker", worker.cores()),

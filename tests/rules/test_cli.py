@@ -86,7 +86,7 @@ def test_check_reports_every_problem_with_file_and_line(
     )
     assert run(["rules", "check", str(path)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith(f"{path}:6: rule 'spam': action: Input should be 'recall' or 'flag'")
+    assert err[0].startswith(f"{path}:6: rule 'spam': action: Input should be 'recall', 'flag' or 'wipe'")
     assert err[1].startswith(f"{path}:11: rule 'flood': count: Input should be greater than or equal to 2")
     assert err[-1] == "2 problems"
 

@@ -101,13 +101,7 @@ def build_review_app(ledger: Ledger, queues: Queues, token: str) -> Starlette:
         try:
             if action == "approve":
                 job = plans.approve(ledger, queues, plan_id, by=by, note=note)
-                does = "it recalls exactly these messages."
-                if ledger.plan(plan_id).reason == "wipe":
-                    does = (
-                        f"it wipes every message {job.suspect} sent among the group's last 1,000, then "
-                        "recalls by seq any of these the wipe missed."
-                    )
-                flash = f"Approved; {job.job_id} queued: {does}"
+                flash = f"Approved; {job.job_id} queued: {plans.what_approval_does(ledger.plan(plan_id))}"
             elif action == "reject":
                 plans.reject(ledger, plan_id, by=by, note=note)
                 flash = "Rejected; nothing of this plan will be recalled, by it or by a later job."
