@@ -101,7 +101,10 @@ def test_unknown_rule_set_is_an_error_naming_the_known_ones() -> None:
 PROBLEMS = [
     (("type: regex", "type: regexp"), "11: rule 'handles': unknown rule type 'regexp' (known: "),
     (("        action: flag\n", ""), "10: rule 'handles': action: Field required"),
-    (("action: flag", "action: delete"), "12: rule 'handles': action: Input should be 'recall', 'flag' or 'wipe'"),
+    (
+        ("action: flag", "action: delete"),
+        "12: rule 'handles': action: Input should be 'recall', 'flag' or 'wipe'",
+    ),
     (("pattern: 'wx", "patern: 'wx"), "13: rule 'handles': patern: Extra inputs are not permitted"),
     (("words: [free crypto, 赌博]", "words: free"), "9: rule 'spam': words: Input should be a valid list"),
     (("id: handles", "id: spam"), "10: rule set 'default': duplicate rule id 'spam'"),
