@@ -1,4 +1,8 @@
-"""The ``recall-worker`` command line."""
+"""The ``recall-worker`` command line.
+
+Every command answers bad input with one line on stderr naming the problem and what to check, never a
+traceback, and exits with one of the codes of :data:`EXIT_CODES` (shown by ``recall-worker --help``).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,90 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
-from worker.config import ConfigError, Settings, load_settings
+from worker.config import ConfigError, Settings, load_settings, mask_url, unknown_environment
 from worker.emulator.limits import DEFAULT_LIMIT
+
+DESCRIPTION = (
+    "recall-worker: scan reported Tencent Cloud Chat conversations and recall what breaks the rules."
+)
+
+EXIT_OK = 0
+#: The command ran and did not succeed (a scan whose job failed; ``rules check``: the rule file is broken).
+EXIT_FAILED = 1
+#: Bad input: usage, an option's value, a file, a name that does not exist, settings, refused credentials.
+EXIT_USAGE = 2
+#: A service could not be reached or opened: the broker, the ledger database, the Chat API.
+EXIT_UNAVAILABLE = 3
+
+EXIT_CODES = f"""exit status:
+  {EXIT_OK}  done
+  {EXIT_FAILED}  the command ran and failed (scan: the job failed; rules check: the rule file is broken)
+  {EXIT_USAGE}  bad input: usage, a value, a file, a name that does not exist, settings, refused credentials
+  {EXIT_UNAVAILABLE}  a service could not be reached: the broker (RECALL_BROKER_URL), the ledger database
+     (RECALL_DATABASE_URL) or the Chat API (RECALL_TIM_REGION, RECALL_TIM_BASE_URL)"""
+
+
+class CommandError(Exception):
+    """A command cannot go on: ``main`` prints the message as one line on stderr and exits with ``code``."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions and epilogs as written and shows every option's default (flags aside)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.default not in (None, argparse.SUPPRESS)
+            and action.nargs != 0  # flags (store_true & co.) have no value to show
+            and "default" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line, with where to look, and exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def moment(value: str) -> int:
+    """A point in time from the command line: Unix seconds, or an ISO 8601 date or date-time (UTC unless
+    it says otherwise), as Unix seconds. Shared by every option that takes a time."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither Unix seconds nor an ISO date or date-time "
+            "(e.g. 1714521600, 2024-05-01, 2024-05-01T08:00:00+08:00)"
+        ) from None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
+    cached: Settings | None = getattr(args, "loaded_settings", None)
+    if cached is None:
+        cached = load_settings(args.config)
+        args.loaded_settings = cached
+    return cached
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -29,8 +106,7 @@ def _emulator(args: argparse.Namespace) -> int:
 
     key = args.key or os.environ.get("RECALL_TIM_KEY", "")
     if not key:
-        print("recall-worker emulator: give the app key with --key or RECALL_TIM_KEY", file=sys.stderr)
-        return 2
+        raise CommandError("give the app key with --key or RECALL_TIM_KEY")
     config = EmulatorConfig(
         key=key,
         sdkappid=args.sdkappid,
@@ -50,16 +126,22 @@ def _run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop_early.set())
 
+    from rules import RulesError
     from worker.consumer import Worker, make_client
     from worker.logs import configure_logging
     from worker.observability import Metrics, serve_operations
+    from worker.queues import Queues
     from worker.rulebook import Rulebook
     from worker.tim.client import TimClient
 
     settings = _settings(args)
     settings.key()  # fail now, by name, rather than at the first job
     configure_logging(settings.log_format, settings.log_level)
-    rulebook = Rulebook(settings.rules_path)
+    try:
+        rulebook = Rulebook(settings.rules_path)
+    except RulesError as exc:
+        raise CommandError(f"{_rules_problems(exc)}; check RECALL_RULES_PATH") from None
+    Queues(settings).check_reachable()  # name an unreachable broker now, once, rather than retry in a loop
     metrics = Metrics()
 
     def observed_client(s: Settings) -> TimClient:
@@ -96,21 +178,51 @@ def _reloader(rulebook: Any) -> Any:
 
 
 def _read_input(source: str) -> str:
-    return sys.stdin.read() if source == "-" else Path(source).read_text()
+    try:
+        return sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise CommandError(f"cannot read {source}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"cannot read {source}: not UTF-8 text") from None
+
+
+def _rules_problems(exc: Any) -> str:
+    """A :class:`rules.RulesError`'s problems on one line."""
+    return "; ".join(str(problem) for problem in exc.problems) or str(exc)
+
+
+def _check_rulesets(settings: Settings, jobs: Sequence[Any]) -> None:
+    """Refuse jobs naming a rule set the rule file lacks, when the file is at hand (on the worker's side
+    only, it cannot be checked here)."""
+    from rules import DEFAULT_RULES_PATH, RulesError, load_file
+
+    path = settings.rules_path or DEFAULT_RULES_PATH
+    if not path.exists():
+        return
+    try:
+        known = set(load_file(path).rulesets)
+    except RulesError as exc:
+        raise CommandError(f"{_rules_problems(exc)}; check RECALL_RULES_PATH (nothing submitted)") from None
+    unknown = sorted({job.ruleset for job in jobs} - known)
+    if unknown:
+        raise CommandError(
+            f"job: ruleset: no rule set {', '.join(map(repr, unknown))} in {path} "
+            f"(it has {', '.join(sorted(known))}); nothing submitted"
+        )
 
 
 def _submit(args: argparse.Namespace) -> int:
     from worker.jobs import InvalidJob, parse_jobs_document
     from worker.queues import Queues
 
+    text = _read_input(args.source)
     try:
-        jobs = parse_jobs_document(_read_input(args.source))
+        jobs = parse_jobs_document(text)
     except InvalidJob as exc:
-        print("not submitted; fix these first:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 2
-    count = Queues(_settings(args)).submit(jobs)
+        raise CommandError("; ".join(exc.problems) + " (nothing submitted)") from None
+    settings = _settings(args)
+    _check_rulesets(settings, jobs)
+    count = Queues(settings).submit(jobs)
     print(f"submitted {count} job(s): {', '.join(j.job_id for j in jobs)}")
     return 0
 
@@ -133,6 +245,8 @@ def _results(args: argparse.Namespace) -> int:
         )
         _print_envelopes(envelopes, with_headers=False)
         if not args.follow:
+            if not envelopes:
+                print("no results", file=sys.stderr)
             return 0
 
 
@@ -140,17 +254,23 @@ def _dlq_list(args: argparse.Namespace) -> int:
     from worker.queues import Queues
 
     queues = Queues(_settings(args))
-    _print_envelopes(queues.read(queues.names.dead, limit=args.limit), with_headers=True)
+    envelopes = queues.read(queues.names.dead, limit=args.limit)
+    if not envelopes:
+        print("no dead letters", file=sys.stderr)
+    _print_envelopes(envelopes, with_headers=True)
     return 0
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
     from worker.queues import Queues
 
-    if not args.all and not args.job_id:
-        print("recall-worker dlq replay: give --job-id (repeatable) or --all", file=sys.stderr)
-        return 2
-    moved = Queues(_settings(args)).replay_dead(job_ids=None if args.all else set(args.job_id))
+    job_ids = None if args.all else set(args.job_id)
+    moved = Queues(_settings(args)).replay_dead(job_ids=job_ids)
+    if moved == 0:
+        if job_ids is None:
+            print("no dead letters to replay", file=sys.stderr)
+            return 0
+        raise CommandError(f"no dead letters of job {', '.join(sorted(job_ids))}; see recall-worker dlq list")
     print(f"replayed {moved} dead letter(s) onto the jobs queue")
     return 0
 
@@ -173,7 +293,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_job_commands(commands: Any) -> None:
-    run = commands.add_parser("run", help="consume moderation jobs")
+    run = commands.add_parser(
+        "run",
+        help="consume moderation jobs",
+        epilog="Needs RECALL_TIM_KEY (or RECALL_TIM_KEY_FILE); RECALL_RULES_PATH names the rule file.",
+    )
     run.add_argument(
         "--exit-when-idle", type=float, default=None, metavar="S", help="exit after S idle seconds"
     )
@@ -190,14 +314,14 @@ def _add_job_commands(commands: Any) -> None:
     target.add_argument("--group", metavar="GROUP_ID", help="group @TGS#… (needs --suspect)")
     scan.add_argument("--topic", metavar="TOPIC_ID", help="a community group's topic (with --group)")
     scan.add_argument("--suspect", help="whose messages may be recalled (c2c: default PEER; group: required)")
-    scan.add_argument("--since", type=int, help="window start, Unix seconds")
-    scan.add_argument("--until", type=int, help="window end, Unix seconds (default: now)")
+    scan.add_argument("--since", type=moment, help="window start: Unix seconds or ISO date/time")
+    scan.add_argument("--until", type=moment, help="window end: Unix seconds or ISO date/time (default: now)")
     scan.add_argument(
         "--lookback", type=int, default=86400, help="window length in seconds when --since is absent"
     )
-    scan.add_argument("--ruleset", default="default")
+    scan.add_argument("--ruleset", default="default", help="rule set of the rule file to scan with")
     scan.add_argument("--recall", action="store_true", help="recall the matches (default: dry run)")
-    scan.add_argument("--job-id", default=None)
+    scan.add_argument("--job-id", default=None, help="the job's ID in the ledger (default: a new scan-… ID)")
     scan.set_defaults(func=_scan)
 
 
@@ -205,16 +329,19 @@ def _add_queue_commands(commands: Any) -> None:
     results = commands.add_parser("results", help="print job results (JSON lines)")
     results.add_argument("--take", action="store_true", help="remove what is printed from the queue")
     results.add_argument("--follow", action="store_true", help="keep printing new results (implies --take)")
-    results.add_argument("--limit", type=int, default=None)
+    results.add_argument("--limit", type=int, default=None, help="print at most N results (default: all)")
     results.set_defaults(func=_results)
 
     dlq = commands.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
     dlq_list = dlq.add_parser("list", help="print dead letters with their reasons (left in place)")
-    dlq_list.add_argument("--limit", type=int, default=None)
+    dlq_list.add_argument(
+        "--limit", type=int, default=None, help="print at most N dead letters (default: all)"
+    )
     dlq_list.set_defaults(func=_dlq_list)
     replay = dlq.add_parser("replay", help="put dead letters back on the jobs queue as first attempts")
-    replay.add_argument("--job-id", action="append", default=[], help="replay this job's dead letters")
-    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--job-id", action="append", help="replay this job's dead letters (repeatable)")
+    which.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.set_defaults(func=_dlq_replay)
 
 
@@ -227,18 +354,18 @@ def _add_tool_commands(commands: Any) -> None:
     )
 
     demo = commands.add_parser("demo", help="run the whole job end to end against a local emulator")
-    demo.add_argument("--workdir", default=".demo", help="where the demo keeps its queue (default: .demo)")
+    demo.add_argument("--workdir", default=".demo", help="where the demo keeps its queue")
     demo.set_defaults(func=_demo)
 
     emulator = commands.add_parser("emulator", help="serve the local Chat REST API emulator")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8090)
-    emulator.add_argument("--sdkappid", type=int, default=1400000000)
+    emulator.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    emulator.add_argument("--port", type=int, default=8090, help="port to listen on")
+    emulator.add_argument("--sdkappid", type=int, default=1400000000, help="the emulated app's SDKAppID")
     emulator.add_argument("--key", default="", help="app secret key (default: $RECALL_TIM_KEY)")
-    emulator.add_argument("--admin", default="administrator")
+    emulator.add_argument("--admin", default="administrator", help="the emulated app's admin account")
     emulator.add_argument("--rate-limit", type=int, default=DEFAULT_LIMIT, help="calls/s per command")
     emulator.add_argument("--no-rate-limit", action="store_true", help="lift the per-command limit")
-    emulator.add_argument("--log-level", default="warning")
+    emulator.add_argument("--log-level", default="warning", help="uvicorn's log level")
     emulator.set_defaults(func=_emulator)
 
 
@@ -254,7 +381,12 @@ def _print_json(value: Any) -> None:
 
 def _plans_list(args: argparse.Namespace) -> int:
     ledger = _ledger(args)
-    for plan in ledger.list_plans(None if args.status == "all" else args.status):
+    plans = ledger.list_plans(None if args.status == "all" else args.status)
+    if not plans:
+        print("no plans" if args.status == "all" else f"no {args.status} plans", file=sys.stderr)
+        return 0
+    print(f"{'plan':>5}  {'status':<9} {'reason':<22} job, suspect, report")
+    for plan in plans:
         report = plan.job.get("report", {})
         print(
             f"{plan.id:>5}  {plan.status:<9} {plan.reason:<22} job {plan.job_id}"
@@ -292,38 +424,28 @@ def _plans_decide(args: argparse.Namespace) -> int:
             plans.reject(ledger, args.plan_id, by=args.by, note=args.note)
             print(f"plan {args.plan_id} rejected by {args.by}; nothing of it will be recalled")
     except (PlanStateError, ValueError) as exc:
-        print(f"recall-worker plans: {exc}", file=sys.stderr)
-        return 2
+        raise CommandError(str(exc)) from None
     return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
-    try:
-        _print_json(_ledger(args).audit(args.job_id))
-    except LookupError as exc:
-        print(f"recall-worker audit: {exc}", file=sys.stderr)
-        return 2
+    _print_json(_ledger(args).audit(args.job_id))
     return 0
 
 
-def _since(value: str) -> Any:
-    from datetime import UTC, datetime
-
-    if value.isdigit():
-        return datetime.fromtimestamp(int(value), UTC)
-    moment = datetime.fromisoformat(value)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _replay(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
-    from rules import load_file
+    from rules import RulesError, load_file
     from worker.replay import replay
 
-    ruleset = load_file(args.rules).get(args.ruleset)
-    until = _since(args.until) if args.until else datetime.now(UTC)
-    report = replay(_ledger(args), ruleset, since=_since(args.since), until=until)
+    try:
+        ruleset = load_file(args.rules).get(args.ruleset)
+    except RulesError as exc:
+        raise CommandError(f"{_rules_problems(exc)}; check --rules and --ruleset") from None
+    since = datetime.fromtimestamp(args.since, UTC)
+    until = datetime.fromtimestamp(args.until, UTC) if args.until is not None else datetime.now(UTC)
+    if until < since:
+        raise CommandError("--until is before --since")
+    report = replay(_ledger(args), ruleset, since=since, until=until)
     if args.json:
         _print_json(report.as_dict())
     else:
@@ -337,15 +459,12 @@ def _evidence_purge(args: argparse.Namespace) -> int:
     retention = _settings(args).evidence_retention_days
     days = retention if args.older_than_days is None else args.older_than_days
     if days < 0:
-        print("recall-worker evidence purge: --older-than-days must be 0 or more", file=sys.stderr)
-        return 2
+        raise CommandError("--older-than-days must be 0 or more")
     if days < retention and not args.yes:
-        print(
-            f"recall-worker evidence purge: {days} days is shorter than the retention period of {retention} "
-            "days (RECALL_EVIDENCE_RETENTION_DAYS); add --yes to purge anyway",
-            file=sys.stderr,
+        raise CommandError(
+            f"{days} days is shorter than the retention period of {retention} "
+            "days (RECALL_EVIDENCE_RETENTION_DAYS); add --yes to purge anyway"
         )
-        return 2
     outcome = _ledger(args).purge_evidence(datetime.now(UTC) - timedelta(days=days))
     print(
         f"purged the content of {len(outcome.purged)} evidence record(s) older than {days} days (hashes "
@@ -357,9 +476,14 @@ def _evidence_purge(args: argparse.Namespace) -> int:
 def _breaker(args: argparse.Namespace) -> int:
     ledger = _ledger(args)
     if args.breaker_command == "reset":
-        print("reset" if ledger.reset_breaker(args.rule_id) else f"no tripped breaker for {args.rule_id}")
+        if not ledger.reset_breaker(args.rule_id):
+            raise CommandError(f"no tripped breaker for {args.rule_id}; see recall-worker breaker list")
+        print("reset")
         return 0
-    for rule_id, reason in ledger.open_breakers().items():
+    breakers = ledger.open_breakers()
+    if not breakers:
+        print("no tripped breakers", file=sys.stderr)
+    for rule_id, reason in breakers.items():
         print(f"{rule_id}: {reason}")
     return 0
 
@@ -382,11 +506,14 @@ def _add_ledger_commands(commands: Any) -> None:
     )
     listing = plans.add_parser("list", help="list plans")
     listing.add_argument(
-        "--status", default="pending", choices=["pending", "approved", "rejected", "applied", "all"]
+        "--status",
+        default="pending",
+        choices=["pending", "approved", "rejected", "applied", "all"],
+        help="plans in this state",
     )
     listing.set_defaults(func=_plans_list)
     show = plans.add_parser("show", help="a plan with its evidence and matches (JSON)")
-    show.add_argument("plan_id", type=int)
+    show.add_argument("plan_id", type=int, help="the plan's number (see plans list)")
     show.set_defaults(func=_plans_show)
     for name, text in (
         (
@@ -397,24 +524,35 @@ def _add_ledger_commands(commands: Any) -> None:
         ("reopen", "put a rejected plan back to review; its messages are no longer held back"),
     ):
         decide = plans.add_parser(name, help=text)
-        decide.add_argument("plan_id", type=int)
+        decide.add_argument("plan_id", type=int, help="the plan's number (see plans list)")
         decide.add_argument("--by", required=True, help="the moderator deciding")
-        decide.add_argument("--note", default=None)
+        decide.add_argument("--note", default=None, help="why, kept in the ledger with the decision")
         decide.set_defaults(func=_plans_decide)
-    again = plans.add_parser("requeue", help="queue an approved plan's apply job again")
-    again.add_argument("plan_id", type=int)
+    again = plans.add_parser(
+        "requeue",
+        help="queue an approved plan's apply job again; an already applied plan is queued again too "
+        "(nothing is recalled twice: a failed apply job runs again, a settled one republishes its result)",
+    )
+    again.add_argument("plan_id", type=int, help="the plan's number (see plans list)")
     again.set_defaults(func=_plans_decide)
 
     audit = commands.add_parser("audit", help="everything the ledger holds on one job (JSON)")
-    audit.add_argument("job_id")
+    audit.add_argument("job_id", help="the job's ID")
     audit.set_defaults(func=_audit)
 
     replay = commands.add_parser("replay", help="compare a candidate rule file with past jobs' matches")
     replay.add_argument("--rules", type=Path, required=True, help="candidate rule file")
-    replay.add_argument("--ruleset", default="default")
-    replay.add_argument("--since", required=True, help="Unix time or ISO date")
-    replay.add_argument("--until", default=None, help="Unix time or ISO date (default: now)")
-    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--ruleset", default="default", help="rule set of the candidate file")
+    replay.add_argument(
+        "--since", type=moment, required=True, help="jobs finished from: Unix seconds or ISO date/time"
+    )
+    replay.add_argument(
+        "--until",
+        type=moment,
+        default=None,
+        help="jobs finished until: Unix seconds or ISO date/time (default: now)",
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.set_defaults(func=_replay)
 
     evidence = commands.add_parser("evidence", help="stored evidence").add_subparsers(
@@ -432,7 +570,7 @@ def _add_ledger_commands(commands: Any) -> None:
     )
     breaker.add_parser("list", help="tripped breakers").set_defaults(func=_breaker)
     reset = breaker.add_parser("reset", help="close a rule's breaker")
-    reset.add_argument("rule_id")
+    reset.add_argument("rule_id", help="the rule whose breaker to close (see breaker list)")
     reset.set_defaults(func=_breaker)
 
     ledger = commands.add_parser("ledger", help="the ledger database").add_subparsers(
@@ -440,9 +578,13 @@ def _add_ledger_commands(commands: Any) -> None:
     )
     ledger.add_parser("upgrade", help="apply schema migrations").set_defaults(func=_ledger_upgrade)
 
-    review = commands.add_parser("review", help="serve the moderators' review page")
-    review.add_argument("--host", default="127.0.0.1")
-    review.add_argument("--port", type=int, default=9103)
+    review = commands.add_parser(
+        "review",
+        help="serve the moderators' review page",
+        epilog="The page is off unless RECALL_REVIEW_TOKEN is set: moderators sign in with that token.",
+    )
+    review.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    review.add_argument("--port", type=int, default=9103, help="port to listen on")
     review.set_defaults(func=_review)
 
 
@@ -450,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from rules.cli import add_rules_commands
 
-    parser = argparse.ArgumentParser(prog="recall-worker", description=__doc__)
+    parser = _Parser(prog="recall-worker", description=DESCRIPTION, epilog=EXIT_CODES)
     parser.add_argument("--config", type=Path, default=None, help="settings file of RECALL_NAME=value lines")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_job_commands(commands)
@@ -464,12 +606,97 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``recall-worker`` console script."""
     args = build_parser().parse_args(argv)
+    for warning in unknown_environment():
+        print(f"recall-worker: warning: {warning}", file=sys.stderr)
     try:
         result: int = args.func(args)
-    except ConfigError as exc:
-        print(f"recall-worker: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        explained = explain(exc, getattr(args, "loaded_settings", None))
+        if explained is None:
+            raise
+        message, code = explained
+        print(f"{_prog(args)}: {message}", file=sys.stderr)
+        return code
     return result
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """``recall-worker COMMAND [SUB-COMMAND]`` of ``args``."""
+    words = ["recall-worker", args.command]
+    words += [
+        value for name, value in vars(args).items() if name.endswith("_command") and isinstance(value, str)
+    ]
+    return " ".join(words)
+
+
+#: What to check after the Chat API refused a call with these codes (not the credentials' codes).
+_API_HINTS = {
+    90008: "check the account IDs given (--c2c OPERATOR PEER)",
+    70107: "check the account IDs given",
+    10010: "check the group ID given",
+    10015: "check the group ID given",
+}
+
+
+def explain(exc: BaseException, settings: Settings | None = None) -> tuple[str, int] | None:
+    """One line saying what went wrong and what to check, and the exit code; None for an unexpected
+    error (a bug, left to show its traceback)."""
+    from rules import RulesError
+    from worker.jobs import InvalidJob
+    from worker.queues import BrokerUnreachable
+
+    if isinstance(exc, CommandError):
+        return str(exc), exc.code
+    if isinstance(exc, ConfigError):
+        return exc.one_line(), EXIT_USAGE
+    if isinstance(exc, BrokerUnreachable):
+        return str(exc), EXIT_UNAVAILABLE
+    if isinstance(exc, InvalidJob):
+        return "; ".join(f"job: {problem}" for problem in exc.problems), EXIT_USAGE
+    if isinstance(exc, RulesError):
+        return f"{_rules_problems(exc)}; check the rule file (RECALL_RULES_PATH)", EXIT_USAGE
+    return _explain_service(exc, settings) or (
+        (str(exc).strip("'\""), EXIT_USAGE) if isinstance(exc, LookupError | ValueError) else None
+    )
+
+
+def _explain_service(exc: BaseException, settings: Settings | None) -> tuple[str, int] | None:
+    """The Chat API's and the ledger database's errors."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from worker.tim.credentials import hint
+    from worker.tim.errors import TimApiError, TimError, TimProtocolError, credential_code
+
+    if isinstance(exc, DBAPIError | ArgumentError):
+        where = f" at {mask_url(settings.database_url)}" if settings is not None else ""
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"cannot open the ledger{where} ({reason}); check RECALL_DATABASE_URL", EXIT_UNAVAILABLE
+    if isinstance(exc, TimApiError):
+        code = credential_code(exc)
+        if code is not None:
+            used = (
+                f"RECALL_TIM_SDKAPPID={settings.tim_sdkappid}, RECALL_TIM_ADMIN={settings.tim_admin}"
+                if settings is not None
+                else "RECALL_TIM_SDKAPPID, RECALL_TIM_ADMIN"
+            )
+            return (
+                f"the Chat API refused the credentials (ErrorCode {code}: {exc.info}): {hint(code)}; "
+                f"in use: {used} and the key of RECALL_TIM_KEY (or RECALL_TIM_KEY_FILE)",
+                EXIT_USAGE,
+            )
+        what = _API_HINTS.get(exc.code, "see the Chat API's error code list")
+        return (
+            f"the Chat API refused {exc.command}: ErrorCode {exc.code}, {exc.info}; {what}",
+            EXIT_UNAVAILABLE if exc.retryable else EXIT_USAGE,
+        )
+    if isinstance(exc, TimProtocolError):
+        return str(exc), EXIT_FAILED
+    if isinstance(exc, TimError):
+        return (
+            f"cannot reach the Chat API ({exc}); check RECALL_TIM_REGION or RECALL_TIM_BASE_URL",
+            EXIT_UNAVAILABLE,
+        )
+    return None
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ missing or invalid setting is reported at once, by name, before anything starts.
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +19,8 @@ from worker.redact import MASK
 from worker.tim.regions import REGION_DOMAINS
 
 ENV_PREFIX = "RECALL_"
+#: Names the config file when ``--config`` is not given.
+CONFIG_FILE_VARIABLE = "RECALL_CONFIG_FILE"
 
 
 class Settings(BaseSettings):
@@ -81,6 +85,11 @@ class Settings(BaseSettings):
         180, ge=1, description="evidence older than this is purged on request"
     )
     review_token: SecretStr | None = Field(None, description="token of the review page (unset: page off)")
+    review_secure_cookie: Literal["auto", "true", "false"] = Field(
+        "auto",
+        description="Secure flag of the review page's cookies; auto: when the request came over https "
+        "(behind a TLS-terminating proxy, set true)",
+    )
 
     # operations
     http_port: int = Field(9102, ge=0, le=65535, description="health and metrics port (0: off)")
@@ -170,6 +179,11 @@ class Settings(BaseSettings):
         return shown
 
 
+def mask_url(url: str) -> str:
+    """``url`` with its password, if any, masked (for messages and ``config show``)."""
+    return _mask_url_password(url)
+
+
 def _mask_url_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     credentials, at, host = rest.rpartition("@")
@@ -186,6 +200,10 @@ class ConfigError(ValueError):
         self.problems = problems
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
 
+    def one_line(self) -> str:
+        """Every problem on one line, for a command's error message."""
+        return "invalid configuration: " + "; ".join(self.problems)
+
 
 def _env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
@@ -193,31 +211,53 @@ def _env_name(field: str) -> str:
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Read the settings: ``overrides``, then the environment, then ``config_file`` (``KEY=value`` lines,
-    the same ``RECALL_*`` names), then defaults. Raises :class:`ConfigError` naming every bad setting."""
+    the same ``RECALL_*`` names), then defaults. Raises :class:`ConfigError` naming every bad setting: the
+    config file's malformed lines and unknown names together with every invalid value, in one report."""
     values: dict[str, Any] = {}
-    file_path = config_file or (Path(p) if (p := os.environ.get("RECALL_CONFIG_FILE")) else None)
+    problems: list[str] = []
+    file_path = config_file or (Path(p) if (p := os.environ.get(CONFIG_FILE_VARIABLE)) else None)
     if file_path is not None:
-        values.update(_read_config_file(file_path))
+        from_file, problems = _read_config_file(file_path)
+        values.update(from_file)
     for name in Settings.model_fields:
         if (env := os.environ.get(_env_name(name))) is not None:
             values[name] = env
     values.update(overrides)
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors(include_url=False):
             field = ".".join(str(p) for p in error["loc"])
             where = f"{field} ({_env_name(field)})" if field else "(settings)"
             problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return settings
 
 
-def _read_config_file(path: Path) -> dict[str, str]:
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning for each ``RECALL_*`` environment variable that is no setting (a misspelling, most
+    likely), naming the closest setting when there is one."""
+    environ = os.environ if environ is None else environ
+    known = {_env_name(name) for name in Settings.model_fields} | {CONFIG_FILE_VARIABLE}
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            guess = f" (did you mean {close[0]}?)" if close else ""
+            warnings.append(f"ignoring unknown environment variable {name}{guess}")
+    return warnings
+
+
+def _read_config_file(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The values of a config file, and a problem for each line that is not ``RECALL_NAME=value`` of a
+    known setting."""
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
-        raise ConfigError([f"config file {path}: {exc.strerror}"]) from None
+        raise ConfigError([f"config file {path}: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config file {path}: not UTF-8 text"]) from None
     values: dict[str, str] = {}
     problems = []
     for number, line in enumerate(lines, start=1):
@@ -234,9 +274,7 @@ def _read_config_file(path: Path) -> dict[str, str]:
             problems.append(f"{path}:{number}: unknown setting {name}")
             continue
         values[field] = value.strip().strip('"')
-    if problems:
-        raise ConfigError(problems)
-    return values
+    return values, problems
 
 
 def settings_table() -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shlex
 import shutil
 import sys
 import time
@@ -42,7 +43,7 @@ from worker.plans import approve
 from worker.queues import Queues
 from worker.results import JobResult
 from worker.rulebook import Rulebook
-from worker.scan import summary_lines
+from worker.scan import rule_text, summary_lines
 from worker.tim.client import TimClient
 from worker.tim.models import JsonObject
 
@@ -322,6 +323,48 @@ def jobs_for(seeded: dict[str, Any], now: int) -> list[Job]:
     return [Job.model_validate({"version": 1, **spec}) for spec in specs]
 
 
+def shorten(value: Any, limit: int) -> Any:
+    """``value`` with every string longer than ``limit`` characters cut, with an ellipsis."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[: limit - 1] + "…"
+    if isinstance(value, dict):
+        return {key: shorten(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shorten(item, limit) for item in value]
+    return value
+
+
+def body_excerpt(body: Any, limit: int = 300) -> str:
+    """A message body as JSON in about ``limit`` characters: its strings are cut (with an ellipsis), never
+    the JSON itself, so what is printed is whole JSON."""
+    text = json.dumps(body, ensure_ascii=False)
+    for cut in (120, 60, 30, 15, 8):
+        if len(text) <= limit:
+            break
+        text = json.dumps(shorten(body, cut), ensure_ascii=False)
+    return text
+
+
+#: Where a hint's command line is: ``  $ COMMAND`` (the test runs every such line as printed).
+HINT_PREFIX = "  $ "
+
+
+def cli_command() -> str:
+    """How to run ``recall-worker`` from the directory the demo runs in: the project's venv, else PATH."""
+    if Path(".venv/bin/recall-worker").is_file():
+        return ".venv/bin/recall-worker"
+    if shutil.which("recall-worker"):
+        return "recall-worker"
+    return f"{shlex.quote(sys.executable)} -m worker.cli"
+
+
+def hint(workdir: Path, arguments: str) -> str:
+    """A ledger command that works when pasted: it names the demo's ledger (not the default ``.recall/``)
+    and the CLI by a path that works from here."""
+    database = f"sqlite:///{workdir.as_posix()}/ledger.db"
+    return f"{HINT_PREFIX}RECALL_DATABASE_URL={shlex.quote(database)} {cli_command()} {arguments}"
+
+
 def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url: str) -> None:
     labels = {
         **seeded["planted"],
@@ -361,7 +404,7 @@ def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url
     )
 
 
-def print_audit(ledger: Ledger, job_id: str) -> None:
+def print_audit(ledger: Ledger, job_id: str, workdir: Path) -> None:
     """The ledger's audit trail of one job: what it removed, why, by which rule version, and what it said."""
     trail = ledger.audit(job_id)
     report = trail["report"]
@@ -374,7 +417,9 @@ def print_audit(ledger: Ledger, job_id: str) -> None:
     for message in trail["messages"][:3]:
         recall = message["recall"] or {}
         evidence = message["evidence"] or {}
-        rules = ", ".join(sorted({m["rule_id"] for m in message["matches"]}))
+        rules = ", ".join(
+            sorted({rule_text(m["rule_id"], m.get("action", "recall")) for m in message["matches"]})
+        )
         print(
             f"- {message['msg_key']} from {message['sender']}: {recall.get('state', 'not recalled')}"
             f" (verified: {recall.get('verified')}) by {recall.get('by_job')}; rules {rules}"
@@ -383,9 +428,10 @@ def print_audit(ledger: Ledger, job_id: str) -> None:
             f"  evidence sha256 {evidence.get('content_hash', '')[:16]}..., "
             f"captured {evidence.get('captured_at')}:"
         )
-        print(f"  {json.dumps(evidence.get('MsgBody'), ensure_ascii=False)[:300]}")
+        print(f"  {body_excerpt(evidence.get('MsgBody'))}")
     if len(trail["messages"]) > 3:
-        print(f"... and {len(trail['messages']) - 3} more; see `recall-worker audit {job_id}`")
+        print(f"... and {len(trail['messages']) - 3} more, each with its evidence in full:")
+        print(hint(workdir, f"audit {job_id}"))
 
 
 def approve_the_wipe(  # noqa: PLR0917 - the demo's state, passed on whole
@@ -423,6 +469,26 @@ def approve_the_wipe(  # noqa: PLR0917 - the demo's state, passed on whole
     return results
 
 
+def print_afterwards(ledger: Ledger, workdir: Path, wipe_plan: int | None) -> None:
+    """What a reader can look at once the demo is over: ledger commands only, as they work when pasted."""
+    print(
+        f"\n=== afterwards: the demo's queue and ledger stay in {workdir.as_posix()}/ "
+        "(its emulator has stopped) ==="
+    )
+    for plan in ledger.list_plans("pending"):
+        print(
+            f"plan {plan.id} ({plan.reason}, job {plan.job_id}) waits for a moderator. Approving it queues "
+            "the recall of its messages for a worker, which needs the Chat API (the demo's emulator has "
+            "stopped), so here it can only be read:"
+        )
+        print(hint(workdir, f"plans show {plan.id}"))
+    print("every plan, the audit trail of a report, and of the wipe the moderator approved:")
+    print(hint(workdir, "plans list --status all"))
+    print(hint(workdir, "audit demo-alice-reports-bob"))
+    if wipe_plan is not None:
+        print(hint(workdir, f"audit plan-{wipe_plan}-apply"))
+
+
 def run_demo(workdir: Path) -> int:
     """Run the demo; returns the exit code."""
     configure_logging("console", "warning")
@@ -433,7 +499,7 @@ def run_demo(workdir: Path) -> int:
     rulebook = Rulebook()
     print(f"rule file: {rulebook.path} (version {rulebook.version[:12]})")
     with EmulatorThread(EmulatorConfig(key=key)) as emulator:
-        print(f"emulator: {emulator.url}")
+        print(f"emulator: {emulator.url} (temporary: it stops when the demo ends)")
         settings = Settings.model_validate(
             {
                 "broker_url": f"sqlite:///{workdir.resolve()}/queue.db",
@@ -468,7 +534,7 @@ def run_demo(workdir: Path) -> int:
             for e in queues.read(queues.names.results, take=True)
         ]
         print_summary(results, seeded, emulator.url)
-        print_audit(worker.ledger, "demo-alice-reports-bob")
+        print_audit(worker.ledger, "demo-alice-reports-bob", workdir)
         expected = len(jobs)
         wipe = next((p for p in worker.ledger.list_plans("pending") if p.reason == "wipe"), None)
         if wipe is not None:
@@ -476,12 +542,7 @@ def run_demo(workdir: Path) -> int:
             results += approve_the_wipe(
                 settings, rulebook, queues, worker.ledger, wipe.id, seeded, emulator.url
             )
-        for plan in worker.ledger.list_plans("pending"):
-            print(
-                f"\nplan {plan.id} ({plan.reason}, job {plan.job_id}) waits for a moderator: "
-                f"`recall-worker plans show {plan.id}`, then `plans approve {plan.id} --by NAME` "
-                "or the review page"
-            )
+        print_afterwards(worker.ledger, workdir, wipe.id if wipe is not None else None)
         dead = queues.read(queues.names.dead)
         if dead or len(results) != expected:
             print(

@@ -1,7 +1,13 @@
 """Moderators' decisions on stored recall plans: approving queues an apply job, rejecting records why and
-holds the plan's messages back from later jobs, reopening puts a rejected plan back to review."""
+holds the plan's messages back from later jobs, reopening puts a rejected plan back to review.
+
+A plan may be approved in part (a subset of its messages): the apply job recalls exactly the selected ones,
+and each deselected message counts as rejected (held back from later jobs until a newer decision). A wipe
+plan is approved whole or not at all."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from worker.jobs import Job
 from worker.ledger.store import Ledger, PlanView
@@ -33,12 +39,29 @@ def what_approval_does(plan: PlanView) -> str:
             f"it wipes every message {plan.job['suspect']} sent among the group's last 1,000, then recalls "
             "by seq any of these the wipe missed."
         )
+    left_out = plan.deselected
+    if left_out:
+        return (
+            f"it recalls exactly the {len(plan.items) - len(left_out)} selected message(s); the "
+            f"{len(left_out)} left out count as rejected and are held back from later jobs."
+        )
     return "it recalls exactly these messages."
 
 
-def approve(ledger: Ledger, queues: Queues, plan_id: int, *, by: str, note: str | None = None) -> Job:
-    """Approve a pending plan and queue its apply job."""
-    plan = ledger.decide_plan(plan_id, approve=True, by=by, note=note)
+def approve(
+    ledger: Ledger,
+    queues: Queues,
+    plan_id: int,
+    *,
+    by: str,
+    note: str | None = None,
+    only: Collection[str] | None = None,
+) -> Job:
+    """Approve a pending plan (only the MsgKeys ``only``, if given) and queue its apply job.
+
+    Deselected messages count as rejected: see :meth:`Ledger.decide_plan`.
+    """
+    plan = ledger.decide_plan(plan_id, approve=True, by=by, note=note, only=only)
     job = apply_job_for(plan)
     queues.submit([job])
     return job

@@ -13,12 +13,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from kombu import Connection
+from kombu.exceptions import OperationalError
 
 from worker.broker import headers as h
 from worker.broker.topology import Publisher, QueueNames, Topology, connect, is_embedded
-from worker.config import Settings
+from worker.config import Settings, mask_url
 from worker.jobs import Job
 from worker.retry import RetryPolicy
+
+#: How long an operator tool waits for the broker before saying it cannot be reached.
+CONNECT_TIMEOUT_S = 3.0
+
+
+class BrokerUnreachable(ConnectionError):
+    """The broker of ``RECALL_BROKER_URL`` could not be reached; the message names it, password masked."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = mask_url(url)
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        super().__init__(f"cannot reach the broker at {self.url} ({reason}); check RECALL_BROKER_URL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +53,23 @@ class Queues:
         self.topology = Topology(self.names, embedded=is_embedded(settings.broker_url))
 
     def _connect(self, *, confirm: bool = False) -> Connection:
+        """A connection, established; :class:`BrokerUnreachable` after one quick retry if it cannot be."""
         conn = connect(self.settings.broker_url, heartbeat_s=self.settings.heartbeat_s, confirm=confirm)
-        conn.ensure_connection(max_retries=3)
+        if not is_embedded(self.settings.broker_url):
+            conn.connect_timeout = CONNECT_TIMEOUT_S
+        try:
+            conn.ensure_connection(
+                max_retries=1, interval_start=0.2, interval_step=0, timeout=CONNECT_TIMEOUT_S
+            )
+        except (OSError, OperationalError, *conn.connection_errors) as exc:
+            conn.release()
+            raise BrokerUnreachable(self.settings.broker_url, exc) from exc
         return conn
+
+    def check_reachable(self) -> None:
+        """Connect once and disconnect: :class:`BrokerUnreachable` if the broker cannot be reached."""
+        with self._connect():
+            pass
 
     def submit(self, jobs: Iterable[Job], *, rerun: bool = False) -> int:
         """Publish ``jobs`` to the jobs queue (confirmed); returns how many.

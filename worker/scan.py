@@ -9,13 +9,14 @@ import argparse
 import secrets
 import sys
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
 
 from worker.config import Settings
 from worker.consumer import make_client, policy_of
-from worker.jobs import InvalidJob, Job
+from worker.jobs import InvalidJob, Job, parse_job
 from worker.ledger import open_ledger
 from worker.ledger.store import JobIdConflict, Settled
 from worker.pipeline import run_job
@@ -91,46 +92,92 @@ def job_from_args(args: argparse.Namespace) -> Job:
     else:
         conversation = {"type": "official_account", "account": args.official_account}
         suspect = args.official_account
-    return Job.model_validate(
-        {
-            "version": 1,
-            "job_id": args.job_id or f"scan-{int(time.time())}-{secrets.token_hex(3)}",
-            "conversation": conversation,
-            "suspect": suspect,
-            "window": {"since": since, "until": until},
-            "ruleset": args.ruleset,
-            "mode": "recall" if args.recall else "dry_run",
-        }
+    return parse_job(
+        orjson.dumps(
+            {
+                "version": 1,
+                "job_id": args.job_id or f"scan-{int(time.time())}-{secrets.token_hex(3)}",
+                "conversation": conversation,
+                "suspect": suspect,
+                "window": {"since": since, "until": until},
+                "ruleset": args.ruleset,
+                "mode": "recall" if args.recall else "dry_run",
+            }
+        )
     )
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 page``, ``6 pages``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def rule_text(rule_id: str, action: str) -> str:
+    """A rule's name, marked when its action is not ``recall`` (``flag``: review only; ``wipe``)."""
+    return rule_id if action == "recall" else f"{rule_id} ({action})"
+
+
+def matches_text(matches: list[MatchRecord]) -> str:
+    """Every rule that matched one message, each with where it matched and its own evidence."""
+    evidence: dict[tuple[str, str, str], list[str]] = {}
+    for match in sorted(matches, key=lambda m: m.rule_id):
+        found = evidence.setdefault((match.rule_id, match.action, match.element_path), [])
+        if match.evidence not in found:
+            found.append(match.evidence)
+    return "; ".join(
+        f"{rule_text(rule_id, action)} at {path} - {', '.join(repr(e) for e in found)}"
+        for (rule_id, action, path), found in evidence.items()
+    )
+
+
+def outcome_of(result: JobResult, key: str) -> tuple[str, str]:
+    """What became of one matched message: its count label in the header, and its column in the lines."""
+    if key in result.recalled:
+        return "recalled", "recalled    "
+    if key in result.planned:
+        dry_run = result.status == "dry_run"
+        return ("would recall", "would recall") if dry_run else ("for review", "for review  ")
+    if key in {f.msg_key for f in result.failed}:
+        return "failed", "FAILED      "
+    if key in result.already_recalled and key not in {s.msg_key for s in result.skipped}:
+        return "already gone", "already gone"
+    return "left", "left        "
+
+
 def summary_lines(result: JobResult) -> list[str]:
-    """A readable account of a result: one line per matched message, saying what happened to it and why."""
-    lines = [
-        f"job {result.job_id}: {result.status} - scanned {result.messages_scanned} messages in "
-        f"{result.pages_fetched} pages, {len({m.msg_key for m in result.matches})} matched"
-    ]
+    """A readable account of a result: one line per matched message, saying what happened to it and why.
+
+    The header counts what became of the matched messages, not only how many matched; each rule that
+    matched a message shows its own evidence, and rules whose action is not ``recall`` are marked.
+    """
     by_key: dict[str, list[MatchRecord]] = {}
     for match in result.matches:
         by_key.setdefault(match.msg_key, []).append(match)
     reasons = {s.msg_key: s.reason for s in result.skipped}
     failures = {f.msg_key: f for f in result.failed}
     in_group = (result.conversation or {}).get("type") == "group"
+    lines: list[str] = []
+    outcomes: Counter[str] = Counter()
     for key, matches in sorted(by_key.items(), key=lambda item: item[1][0].time):
-        first = min(matches, key=lambda m: m.rule_id)
-        rules = ", ".join(sorted({m.rule_id for m in matches}))
         shown = f"seq {key}" if in_group else key
-        what = f"{first.sender}'s {shown}: {rules} at {first.element_path} - {first.evidence!r}"
-        if key in result.recalled:
-            lines.append(f"  recalled     {what}")
-        elif key in result.planned:
-            lines.append(f"  would recall {what}" if result.status == "dry_run" else f"  for review   {what}")
-        elif key in failures:
-            lines.append(f"  FAILED       {what} (service said {failures[key].code} {failures[key].info})")
-        elif key in reasons:
-            lines.append(f"  left         {what} ({reasons[key].replace('_', ' ')})")
-        elif key in result.already_recalled:
-            lines.append(f"  already gone {what}")
+        outcome, column = outcome_of(result, key)
+        outcomes[outcome] += 1
+        line = f"  {column} {matches[0].sender}'s {shown}: {matches_text(matches)}"
+        if outcome == "failed":
+            line += f" (service said {failures[key].code} {failures[key].info})"
+        elif outcome == "left" and key in reasons:
+            line += f" ({reasons[key].replace('_', ' ')})"
+        lines.append(line)
+    header = (
+        f"job {result.job_id}: {result.status} - scanned {plural(result.messages_scanned, 'message')} in "
+        f"{plural(result.pages_fetched, 'page')}, {len(by_key)} matched"
+    )
+    if outcomes:
+        header += ": " + ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
+    applied_a_plan = not result.matches and bool(result.recalled or result.wiped)
+    if applied_a_plan:
+        header += f"; applied an approved plan: {len(result.recalled)} recalled, {len(result.wiped)} wiped"
+    lines.insert(0, header)
     if result.wiped:
         lines.append(
             f"  wiped        {len(result.wiped)} of {result.suspect}'s messages (delete_group_msg_by_sender)"
@@ -141,9 +188,9 @@ def summary_lines(result: JobResult) -> list[str]:
             f"plan {result.plans.get('wipe')}, for a moderator to approve"
         )
     unmatched = result.messages_scanned - len(by_key)
-    applied_a_plan = not result.matches and bool(result.recalled or result.wiped)
     if unmatched > 0 and not applied_a_plan:
-        lines.append(f"  kept         {unmatched} other messages: no rule matched")
+        other = "other message" if unmatched == 1 else "other messages"
+        lines.append(f"  kept         {unmatched} {other}: no rule matched")
     if result.error:
         lines.append(f"  error: {result.error}")
     return lines
@@ -153,7 +200,11 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scan; print a summary on stderr and the result record on stdout."""
     try:
         job = job_from_args(args)
-    except (InvalidJob, ValueError) as exc:
+    except InvalidJob as exc:
+        # the wording of ``submit``: each problem as ``job: path: message``
+        print("recall-worker scan: " + "; ".join(f"job: {p}" for p in exc.problems), file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"recall-worker scan: {exc}", file=sys.stderr)
         return 2
     rulebook = Rulebook(settings.rules_path)

@@ -1,4 +1,5 @@
-"""The review page: signing in, escaping, CSRF, and a moderator's approval in a real headless Chromium."""
+"""The review page: signing in and out, cookies, escaping, CSRF, server-side flashes, and a moderator's
+approval (whole or a subset) in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from worker.emulator.server import EmulatorThread
 from worker.ledger import open_ledger
 from worker.ledger.models import EvidenceRow
 from worker.queues import Queues
+from worker.review.app import COOKIE, SecureCookie, build_review_app
+from worker.review.render import conversation_words
 from worker.review.server import ReviewThread
 
 TOKEN = "review-token-for-tests"
@@ -177,6 +180,86 @@ def test_a_plan_whose_evidence_was_purged_is_not_offered_for_approval(
     assert approved.status_code == 409 and "evidence" in approved.text
 
 
+@pytest.mark.parametrize(
+    ("base_url", "setting", "secure"),
+    [
+        ("http://testserver", "auto", False),
+        ("https://testserver", "auto", True),
+        ("http://testserver", "true", True),
+        ("https://testserver", "false", False),
+    ],
+)
+def test_the_session_cookie_is_secure_by_the_request_scheme_or_the_setting(
+    review_settings: Settings, base_url: str, setting: SecureCookie, secure: bool
+) -> None:
+    ledger = open_ledger(review_settings.database_url)
+    app = build_review_app(ledger, Queues(review_settings), TOKEN, secure_cookie=setting)
+
+    async def sign_in() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as client:
+            return await client.post("/login", data={"token": TOKEN})
+
+    try:
+        signed = asyncio.run(sign_in())
+    finally:
+        ledger.dispose()
+    assert signed.status_code == 303
+    attributes = [a.strip().lower() for a in signed.headers["set-cookie"].split(";")]
+    assert ("secure" in attributes) is secure, attributes
+    assert "httponly" in attributes and "samesite=strict" in attributes
+
+
+def test_signing_out_ends_the_session_on_the_server(review: ReviewThread) -> None:
+    with httpx.Client(base_url=review.url) as client:
+        client.post("/login", data={"token": TOKEN})
+        session = client.cookies[COOKIE]
+        page = client.get("/").text
+        assert "id=logout" in page
+        assert client.post("/logout", data={"csrf": "nope"}).status_code == 403
+        out = client.post("/logout", data={"csrf": csrf_of(page)})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+        assert COOKIE not in client.cookies
+    # The old cookie, replayed, no longer signs anyone in.
+    replayed = httpx.get(f"{review.url}/", cookies={COOKIE: session})
+    assert replayed.status_code == 303 and replayed.headers["location"] == "/login"
+
+
+def test_conversations_are_shown_in_words() -> None:
+    assert conversation_words({"type": "c2c", "operator": "user2", "peer": "user1"}) == (
+        "one-to-one user2/user1, seen by user2"
+    )
+    assert conversation_words({"type": "official_account", "account": "@TOA#_news"}) == (
+        "official account @TOA#_news"
+    )
+    assert conversation_words({"type": "group", "group_id": "@TGS#1", "topic_id": None}) == "group @TGS#1"
+    assert conversation_words(
+        {"type": "group", "group_id": "@TGS#1", "topic_id": "@TGS#_@TGS#1@TOPIC#_t"}
+    ) == ("group @TGS#1 (topic @TGS#_@TGS#1@TOPIC#_t)")
+
+
+def test_a_wipe_plan_is_approved_whole_or_not_at_all(review: ReviewThread, review_settings: Settings) -> None:
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        job_pk, ids = record(ledger, make_job("preview-1", mode="dry_run"), ["m1", "m2"])
+        plan_id = ledger.create_plan(job_pk, "wipe", ids.values())
+    finally:
+        ledger.dispose()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    page = httpx.get(f"{review.url}/plans/{plan_id}", headers=headers).text
+    assert "type=checkbox" not in page and "name=subset" not in page
+    partial = httpx.post(
+        f"{review.url}/plans/{plan_id}/approve",
+        headers=headers,
+        data={"by": "ann", "csrf": csrf_of(page), "subset": "1", "msg": "m1"},
+    )
+    assert partial.status_code == 409 and "wipe" in partial.text
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        assert ledger.plan(plan_id).status == "pending"
+    finally:
+        ledger.dispose()
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     """A headless Chromium driven by ChromeDriver (required under CI, else skipped when missing)."""
@@ -228,7 +311,7 @@ def open_plan(browser: WebDriver, review_url: str, plan_id: int) -> WebDriverWai
 
 def approve_in_browser(browser: WebDriver, wait: WebDriverWait[WebDriver], by: str) -> str:
     """Approve the open plan as ``by``; returns the flash the page shows afterwards."""
-    browser.find_element(By.ID, "approve-by").send_keys(by)
+    browser.find_element(By.ID, "by").send_keys(by)
     browser.find_element(By.ID, "approve").click()
     wait.until(until.text_to_be_present_in_element((By.ID, "flash"), "Approved"))
     assert browser.find_element(By.ID, "status").text == "approved"
@@ -329,6 +412,7 @@ def test_a_moderator_is_warned_of_a_wipe_and_approving_it_wipes_the_suspect(
     assert shown_keys(browser) == sorted(str(seq) for seq in listed)
     assert "<b>now</b>" in browser.find_element(By.CSS_SELECTOR, f".msg[data-msg-key='{listed[0]}']").text
     assert browser.find_element(By.ID, "approve").text == "Approve the wipe of mallory's messages"
+    assert browser.find_elements(By.CSS_SELECTOR, "input.pick") == [], "a wipe is approved whole"
     flash = approve_in_browser(browser, wait, "moderator-ann")
     assert f"plan-{plan_id}-apply queued: it wipes every message mallory sent" in flash
     assert "exactly these messages" not in flash
@@ -353,5 +437,89 @@ def test_a_moderator_is_warned_of_a_wipe_and_approving_it_wipes_the_suspect(
             2,
             0,
         )
+    finally:
+        ledger.dispose()
+
+
+@pytest.mark.slow
+def test_the_plan_list_shows_the_conversation_and_a_crafted_flash_shows_nothing(
+    review: ReviewThread, review_settings: Settings, browser: WebDriver
+) -> None:
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        job_pk, ids = record(ledger, make_job("preview-1", mode="dry_run"), ["m1", "m2", "m3"])
+        plan_id = ledger.create_plan(job_pk, "dry_run", ids.values())
+    finally:
+        ledger.dispose()
+    wait = WebDriverWait(browser, timeout=20)
+    browser.get(f"{review.url}/login")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.ID, "sign-in").click()
+    row = wait.until(until.presence_of_element_located((By.CSS_SELECTOR, "#plans tr:nth-child(2)")))
+    assert row.find_element(By.CSS_SELECTOR, "td.conversation").text == "one-to-one bob/eve, seen by bob"
+    assert row.find_element(By.CSS_SELECTOR, "td.count").text == "3"
+    crafted = "Approved; plan-1-apply queued: call +1-555-0100 to confirm"
+    for path in ("/", f"/plans/{plan_id}"):
+        browser.get(f"{review.url}{path}?flash={crafted}")
+        wait.until(until.presence_of_element_located((By.ID, "logout")))
+        assert browser.find_elements(By.CSS_SELECTOR, ".flash") == []
+        assert "555-0100" not in browser.page_source
+    assert "one-to-one bob/eve, seen by bob" in browser.find_element(By.ID, "conversation").text
+    assert "'type'" not in browser.page_source, "no Python dict in the header"
+    # A genuine flash, from the server, shows once.
+    browser.find_element(By.ID, "by").send_keys("moderator-ann")
+    browser.find_element(By.ID, "reject").click()
+    wait.until(until.text_to_be_present_in_element((By.ID, "flash"), "Rejected"))
+    assert browser.find_element(By.ID, "status").text == "rejected"
+    browser.refresh()
+    wait.until(until.presence_of_element_located((By.ID, "reopen")))
+    assert browser.find_elements(By.ID, "flash") == []
+    # Signing out: every page sends the browser to the sign-in page again.
+    browser.find_element(By.ID, "logout").click()
+    wait.until(until.presence_of_element_located((By.ID, "sign-in")))
+    for path in ("/", f"/plans/{plan_id}"):
+        browser.get(f"{review.url}{path}")
+        wait.until(until.presence_of_element_located((By.ID, "sign-in")))
+        assert browser.current_url == f"{review.url}/login"
+    assert browser.get_cookie(COOKIE) is None
+
+
+@pytest.mark.slow
+def test_a_moderator_approves_a_subset_and_exactly_it_is_recalled(
+    review: ReviewThread,
+    review_settings: Settings,
+    emulator: EmulatorThread,
+    pending_plan: tuple[int, list[str]],
+    browser: WebDriver,
+) -> None:
+    plan_id, planned = pending_plan
+    kept, chosen = planned  # the first (with the markup) is left out
+    wait = open_plan(browser, review.url, plan_id)
+    boxes = browser.find_elements(By.CSS_SELECTOR, ".msg input.pick")
+    assert len(boxes) == 2 and all(box.is_selected() for box in boxes)
+    browser.find_element(By.CSS_SELECTOR, f".msg[data-msg-key='{kept}'] input.pick").click()
+    flash = approve_in_browser(browser, wait, "moderator-ann")
+    assert "exactly the 1 selected message(s); the 1 left out count as rejected" in flash
+    assert browser.find_elements(By.CSS_SELECTOR, "input.pick") == []
+    assert "deselected" in browser.find_element(By.CSS_SELECTOR, f".msg[data-msg-key='{kept}']").text
+    queues = Queues(review_settings)
+    with ThreadWorker(review_settings, StaticRules()):
+        [applied] = wait_results(queues, 1)
+    assert applied["job_id"] == f"plan-{plan_id}-apply"
+    assert applied["recalled"] == [chosen]
+    assert recalled(emulator.url, "eve", "bob") == {chosen}
+    ledger = open_ledger(review_settings.database_url)
+    try:
+        plan = ledger.plan(plan_id)
+        assert (plan.status, plan.decided_by, plan.deselected) == ("applied", "moderator-ann", [kept])
+        assert {i.msg_key: i.approved for i in plan.items} == {kept: False, chosen: True}
+        [audited] = ledger.audit("preview-eve")["plans"]
+        assert (audited["approved"], audited["deselected"]) == ([chosen], [kept])
+        messages = {m["msg_key"]: m for m in ledger.audit("preview-eve")["messages"]}
+        assert messages[kept]["decision"]["state"] == "rejected_by_moderator"
+        assert messages[kept]["decision"]["plan"] == plan_id
+        assert "deselected" in messages[kept]["decision"]["note"]
+        assert messages[chosen]["decision"] is None
+        assert messages[kept]["recall"] is None
     finally:
         ledger.dispose()

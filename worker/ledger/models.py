@@ -142,12 +142,18 @@ class PlanRow(Base):
 
 
 class PlanItemRow(Base):
-    """A message in a plan."""
+    """A message in a plan.
+
+    ``approved`` is the moderator's choice of this message when the plan was approved: True (selected: the
+    apply job recalls it), False (deselected: not recalled, and held back like a rejected message), None
+    while the plan is undecided or rejected, and on plans approved whole before subsets existed.
+    """
 
     __tablename__ = "plan_items"
 
     plan_pk: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True)
+    approved: Mapped[bool | None] = mapped_column(default=None)
 
 
 class MessageDecisionRow(Base):

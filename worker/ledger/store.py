@@ -10,7 +10,7 @@ writing transaction holds the write lock from its start).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -57,6 +57,7 @@ from worker.ledger.upsert import chunks, insert, insert_missing, locked
 from worker.ledger.views import PlanItem, PlanStateError, PlanView, kept_evidence, plan_view
 
 DONE_STATES = ("recalled", "already_recalled")
+WIPE_REASON = "wipe"  # a plan to wipe the suspect's messages: one call, approved whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +351,7 @@ class Ledger:
             return int(created)
 
     def list_plans(self, status: str | None = None, *, limit: int | None = None) -> list[PlanView]:
-        """Plans (newest first, at most ``limit``), without their items."""
+        """Plans (newest first, at most ``limit``), without their items (with how many they hold)."""
         with self._read() as session:
             query = (
                 select(PlanRow, JobRow)
@@ -360,38 +361,89 @@ class Ledger:
             )
             if status is not None:
                 query = query.where(PlanRow.status == status)
-            return [plan_view(plan, job) for plan, job in session.execute(query)]
+            found = [plan_view(plan, job) for plan, job in session.execute(query)]
+            counts: dict[int, int] = {}
+            for part in chunks([view.id for view in found]):
+                counts.update(
+                    (int(plan_pk), int(count))
+                    for plan_pk, count in session.execute(
+                        select(PlanItemRow.plan_pk, func.count())
+                        .where(PlanItemRow.plan_pk.in_(part))
+                        .group_by(PlanItemRow.plan_pk)
+                    )
+                )
+            for view in found:
+                view.message_count = counts.get(view.id, 0)
+            return found
 
     def plan(self, plan_id: int) -> PlanView:
         """A plan with every item, its evidence and matches."""
         with self._read() as session:
             return views.load_plan(session, plan_id)
 
-    def decide_plan(self, plan_id: int, *, approve: bool, by: str, note: str | None = None) -> PlanView:
+    def decide_plan(
+        self,
+        plan_id: int,
+        *,
+        approve: bool,
+        by: str,
+        note: str | None = None,
+        only: Collection[str] | None = None,
+    ) -> PlanView:
         """Approve or reject a pending plan.
 
         Rejecting holds each of its messages back from every later job until a newer decision. Approving
         lifts any rejection of its messages, and is refused if any of them has no kept evidence.
+
+        ``only`` (approving only) names the MsgKeys the moderator selected: the apply job recalls exactly
+        those. Each deselected message counts as rejected: it is recorded so in the plan
+        (``plan_items.approved`` False) and in the message's decision history (a rejection by ``by`` in
+        this plan, noted as deselected), and is held back from every later job until a newer decision (the
+        approval of another plan with it). ``only`` must name at least one of the plan's messages, and
+        none other; a wipe plan (one call for the whole sender) is approved whole or not at all.
         """
         with self._write() as session:
             plan = _locked_plan(session, plan_id)
             if plan.status != "pending":
                 raise PlanStateError(f"plan {plan_id} is {plan.status}, not pending")
-            items = list(
-                session.scalars(select(PlanItemRow.message_pk).where(PlanItemRow.plan_pk == plan_id))
-            )
-            if approve:
-                missing = views.without_evidence(session, items)
+            keys = {
+                str(key): int(pk)
+                for key, pk in session.execute(
+                    select(MessageRow.msg_key, MessageRow.id)
+                    .join(PlanItemRow, PlanItemRow.message_pk == MessageRow.id)
+                    .where(PlanItemRow.plan_pk == plan_id)
+                )
+            }
+            items = list(keys.values())
+            if not approve:
+                decisions.record_rejection(session, plan_id, items, by=by, note=note)
+            else:
+                selected = _selected(plan, keys, only)
+                missing = views.without_evidence(session, selected)
                 if missing:
                     shown = ", ".join(missing[:5]) + (", …" if len(missing) > 5 else "")
                     raise PlanStateError(
                         f"plan {plan_id} cannot be approved: the evidence of {len(missing)} of its messages "
                         f"({shown}) was purged or never stored, and nothing is recalled without its evidence"
                     )
-                decisions.lift_on_messages(session, items, by=by, plan_pk=plan_id)
+                deselected = sorted(set(items) - set(selected))
+                decisions.lift_on_messages(session, selected, by=by, plan_pk=plan_id)
+                if deselected:
+                    decisions.record_rejection(
+                        session,
+                        plan_id,
+                        deselected,
+                        by=by,
+                        note=f"deselected when approving plan {plan_id}" + (f": {note}" if note else ""),
+                    )
+                for chosen, part in ((True, selected), (False, deselected)):
+                    for pks in chunks(sorted(part)):
+                        session.execute(
+                            update(PlanItemRow)
+                            .where(PlanItemRow.plan_pk == plan_id, PlanItemRow.message_pk.in_(pks))
+                            .values(approved=chosen)
+                        )
                 plan.apply_job_id = f"plan-{plan_id}-apply"
-            else:
-                decisions.record_rejection(session, plan_id, items, by=by, note=note)
             plan.status = "approved" if approve else "rejected"
             plan.decided_at, plan.decided_by, plan.note = now(), by, note
         return self.plan(plan_id)
@@ -427,11 +479,12 @@ class Ledger:
             )
 
     def plan_message_keys(self, plan_id: int) -> dict[str, int]:
-        """MsgKey -> message row id of every item of an approved plan."""
+        """MsgKey -> message row id of every item of an approved plan the moderator selected."""
         return self.approved_plan(plan_id)[1]
 
     def approved_plan(self, plan_id: int) -> tuple[str, dict[str, int]]:
-        """An approved plan's reason, and MsgKey -> message row id of each of its items."""
+        """An approved plan's reason, and MsgKey -> message row id of each of its items the moderator
+        selected (all of them, unless a subset was approved: deselected items are left out)."""
         with self._read() as session:
             plan = session.get(PlanRow, plan_id)
             if plan is None or plan.status not in ("approved", "applied"):
@@ -439,7 +492,7 @@ class Ledger:
             rows = session.execute(
                 select(MessageRow.msg_key, MessageRow.id)
                 .join(PlanItemRow, PlanItemRow.message_pk == MessageRow.id)
-                .where(PlanItemRow.plan_pk == plan_id)
+                .where(PlanItemRow.plan_pk == plan_id, PlanItemRow.approved.is_not(False))
             )
             return plan.reason, {str(key): int(pk) for key, pk in rows.all()}
 
@@ -588,6 +641,23 @@ class Ledger:
             with self._write() as session:
                 after = purge_batch(session, older_than, after, purged)
         return purged
+
+
+def _selected(plan: PlanRow, keys: dict[str, int], only: Collection[str] | None) -> list[int]:
+    """The message row ids an approval of ``plan`` (with items ``keys``) selects; see ``decide_plan``."""
+    if only is None:
+        return list(keys.values())
+    chosen = set(only)
+    unknown = sorted(chosen - set(keys))
+    if unknown:
+        raise PlanStateError(f"plan {plan.id} holds no message {', '.join(unknown[:5])}")
+    if not chosen:
+        raise PlanStateError(f"select at least one message of plan {plan.id} to approve, or reject it")
+    if plan.reason == WIPE_REASON and chosen != set(keys):
+        raise PlanStateError(
+            f"plan {plan.id} is a wipe (one call for the whole sender): approve it whole, or reject it"
+        )
+    return [keys[key] for key in sorted(chosen)]
 
 
 def _locked_plan(session: Session, plan_id: int) -> PlanRow:

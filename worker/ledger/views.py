@@ -38,6 +38,9 @@ class PlanItem:
     content_hash: str
     matches: list[dict[str, str]]
     recall_state: str | None
+    #: The moderator's choice on approving: True selected, False deselected (held back as rejected), None
+    #: undecided (or approved whole before subsets existed).
+    approved: bool | None = None
 
 
 @dataclass(slots=True)
@@ -55,6 +58,12 @@ class PlanView:
     apply_job_id: str | None
     job: dict[str, Any]
     items: list[PlanItem] = field(default_factory=list)
+    message_count: int = 0  # how many messages the plan holds (set whether or not items are loaded)
+
+    @property
+    def deselected(self) -> list[str]:
+        """MsgKeys of the (loaded) items deselected when the plan was approved (not recalled)."""
+        return [item.msg_key for item in self.items if item.approved is False]
 
     @property
     def missing_evidence(self) -> list[str]:
@@ -75,13 +84,14 @@ def load_plan(session: Session, plan_id: int) -> PlanView:
         raise PlanStateError(f"no plan {plan_id}")
     plan, job = row
     view = plan_view(plan, job)
-    messages = session.scalars(
-        select(MessageRow)
+    messages = session.execute(
+        select(MessageRow, PlanItemRow.approved)
         .join(PlanItemRow, PlanItemRow.message_pk == MessageRow.id)
         .where(PlanItemRow.plan_pk == plan_id)
         .order_by(MessageRow.msg_time)
     ).all()
-    for message in messages:
+    view.message_count = len(messages)
+    for message, approved in messages:
         stored = session.get(EvidenceRow, message.id)
         evidence = kept_evidence(stored)
         recall = session.get(RecallRow, message.id)
@@ -99,6 +109,7 @@ def load_plan(session: Session, plan_id: int) -> PlanView:
                 content_hash=stored.content_hash if stored else "",
                 matches=[match_dict(m) for m in matches],
                 recall_state=recall.state if recall else None,
+                approved=approved,
             )
         )
     return view
@@ -145,6 +156,7 @@ def audit(session: Session, job_id: str) -> dict[str, Any]:
                 "decided_by": p.decided_by,
                 "decided_at": _iso(p.decided_at),
                 "apply_job_id": p.apply_job_id,
+                **_chosen(session, p.id),
             }
             for p in plans
         ],
@@ -162,6 +174,21 @@ def audit(session: Session, job_id: str) -> dict[str, Any]:
             for w in session.scalars(select(WipeRow).where(WipeRow.job_pk == job.id).order_by(WipeRow.id))
         ],
     }
+
+
+def _chosen(session: Session, plan_pk: int) -> dict[str, list[str]]:
+    """The MsgKeys a moderator selected (``approved``) and deselected (``deselected``, held back as
+    rejected) when approving a plan; both empty while it is undecided, or rejected."""
+    rows = session.execute(
+        select(MessageRow.msg_key, PlanItemRow.approved)
+        .join(PlanItemRow, PlanItemRow.message_pk == MessageRow.id)
+        .where(PlanItemRow.plan_pk == plan_pk, PlanItemRow.approved.is_not(None))
+        .order_by(MessageRow.msg_key)
+    )
+    chosen: dict[str, list[str]] = {"approved": [], "deselected": []}
+    for msg_key, approved in rows:
+        chosen["approved" if approved else "deselected"].append(str(msg_key))
+    return chosen
 
 
 def _audited_message(session: Session, message_pk: int) -> dict[str, Any]:

@@ -24,6 +24,8 @@ button.approve{background:#1f8f4e;color:#fff}button.reject{background:#b3261e;co
 button.reopen{background:#3d5a99;color:#fff}
 input[type=text],input[type=password]{padding:5px;border:1px solid #c5cad3;border-radius:4px}
 .flash{background:#d6f5dd;padding:8px 12px;border-radius:4px}.error{background:#f8d7da;padding:8px 12px}
+header form{float:right;margin:0}header button{background:#3a4356;color:#fff;padding:2px 10px}
+label.pick{display:block;margin-bottom:6px;font-weight:600}.deselected{background:#f8d7da}
 """
 
 REASONS = {
@@ -40,13 +42,34 @@ def e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def page(title: str, body: str) -> str:
-    """A whole page."""
+def page(title: str, body: str, csrf: str | None = None) -> str:
+    """A whole page; with ``csrf`` (a signed-in moderator's page), the header has a sign-out button."""
+    sign_out = (
+        f"<form method=post action='/logout' id=logout-form><input type=hidden name=csrf value='{e(csrf)}'>"
+        "<button type=submit id=logout>Sign out</button></form>"
+        if csrf
+        else ""
+    )
     return (
         f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(title)}</title>"
         f"<meta name=viewport content='width=device-width'><style>{STYLE}</style></head><body>"
-        f"<header><a href='/'>recall-worker review</a></header><main>{body}</main></body></html>"
+        f"<header>{sign_out}<a href='/'>recall-worker review</a></header><main>{body}</main></body></html>"
     )
+
+
+def conversation_words(conversation: dict[str, Any]) -> str:
+    """A job's conversation in words: ``one-to-one bob/eve, seen by bob``, ``official account @TOA#_x``,
+    ``group @TGS#1 (topic @TGS#_…@TOPIC#_t)``."""
+    kind = conversation.get("type")
+    if kind == "c2c":
+        operator, peer = conversation.get("operator"), conversation.get("peer")
+        return f"one-to-one {operator}/{peer}, seen by {operator}"
+    if kind == "official_account":
+        return f"official account {conversation.get('account')}"
+    if kind == "group":
+        topic = conversation.get("topic_id")
+        return f"group {conversation.get('group_id')}" + (f" (topic {topic})" if topic else "")
+    return str(conversation)
 
 
 def login_page(error: str = "") -> str:
@@ -73,6 +96,8 @@ def _plan_rows(plans: Iterable[PlanView]) -> list[str]:
             f"<td><span class='badge {e(plan.status)}'>{e(plan.status)}</span></td>"
             f"<td>{e(REASONS.get(plan.reason, plan.reason))}</td><td>{e(plan.job_id)}</td>"
             f"<td>{e(plan.job['suspect'])}</td>"
+            f"<td class=conversation>{e(conversation_words(plan.job['conversation']))}</td>"
+            f"<td class=count>{plan.message_count}</td>"
             f"<td>{e(report.get('reporter', '-'))}: {e(report.get('reason', '-'))}</td>"
             f"<td>{e(plan.created_at.strftime('%Y-%m-%d %H:%M'))}</td></tr>"
         )
@@ -82,11 +107,15 @@ def _plan_rows(plans: Iterable[PlanView]) -> list[str]:
 def _plan_table(table_id: str, rows: list[str]) -> str:
     return (
         f"<table id={table_id}><tr><th>plan</th><th>status</th><th>why</th><th>job</th><th>suspect</th>"
-        "<th>report</th><th>created</th></tr>" + "".join(rows) + "</table>"
+        "<th>conversation</th><th>messages</th><th>report</th><th>created</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
-def plans_page(plans: Iterable[PlanView], flash: str = "", rejected: Iterable[PlanView] = ()) -> str:
+def plans_page(
+    plans: Iterable[PlanView], flash: str = "", rejected: Iterable[PlanView] = (), *, csrf: str | None = None
+) -> str:
     """The index: plans awaiting review, and the latest rejected ones (which can be reopened)."""
     rows = _plan_rows(plans)
     table = _plan_table("plans", rows) if rows else "<p id=no-plans>Nothing waits for review.</p>"
@@ -99,7 +128,7 @@ def plans_page(plans: Iterable[PlanView], flash: str = "", rejected: Iterable[Pl
         else ""
     )
     notice = f"<p class=flash>{e(flash)}</p>" if flash else ""
-    return page("Plans", f"<h1>Plans awaiting review</h1>{notice}{table}{recent}")
+    return page("Plans", f"<h1>Plans awaiting review</h1>{notice}{table}{recent}", csrf)
 
 
 def _content_fields(content: dict[str, Any], base: str, kind: str) -> Iterator[tuple[str, str, str]]:
@@ -149,7 +178,21 @@ def highlight(text: str, spans: Iterable[str]) -> str:
     return "".join(out) + e(text[position:])
 
 
-def _item(item: PlanItem, *, in_group: bool = False, note_unmatched: bool = False) -> str:
+def _choice(item: PlanItem, *, selectable: bool) -> str:
+    """The message's tick box (a pending plan offering a choice), or what was chosen on approving."""
+    if selectable:
+        return (
+            f"<label class=pick><input type=checkbox class=pick name=msg value='{e(item.msg_key)}' "
+            "form=decide-form checked> recall this message</label>"
+        )
+    if item.approved is False:
+        return "<span class='badge deselected'>deselected: not recalled, held back as rejected</span> "
+    return ""
+
+
+def _item(
+    item: PlanItem, *, in_group: bool = False, note_unmatched: bool = False, selectable: bool = False
+) -> str:
     spans: dict[str, list[str]] = {}
     for match in item.matches:
         spans.setdefault(match["element_path"], []).append(match["evidence"])
@@ -173,7 +216,8 @@ def _item(item: PlanItem, *, in_group: bool = False, note_unmatched: bool = Fals
     )
     state = f" <span class=badge>{e(item.recall_state)}</span>" if item.recall_state else ""
     return (
-        f"<div class=msg data-msg-key='{e(item.msg_key)}'><b>{e(item.sender)}</b> at {_when(item.time)} "
+        f"<div class=msg data-msg-key='{e(item.msg_key)}'>{_choice(item, selectable=selectable)}"
+        f"<b>{e(item.sender)}</b> at {_when(item.time)} "
         f"<span class=path>{'seq ' if in_group else ''}{e(item.msg_key)}</span>{state}{''.join(fields)}"
         f"<ul>{rules or ('<li>no rule matched this message</li>' if note_unmatched else '')}</ul>"
         f"<div class=path>content sha256 {e(item.content_hash)}</div></div>"
@@ -181,22 +225,29 @@ def _item(item: PlanItem, *, in_group: bool = False, note_unmatched: bool = Fals
 
 
 def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
-    """One plan: its job, each message's evidence, and the decisions it can take now."""
+    """One plan: its job, each message's evidence, and the one decision form (one name, one note, a button
+    per decision the plan can take now). A pending plan that is not a wipe has a tick box per message (all
+    ticked): approving recalls the ticked ones only."""
     job = plan.job
     in_group = job["conversation"].get("type") == "group"
-    items = [_item(i, in_group=in_group, note_unmatched=plan.reason == "wipe") for i in plan.items]
-    report = job.get("report", {})
     notice = f"<p class=flash id=flash>{e(flash)}</p>" if flash else ""
     decided = ""
     if plan.status != "pending":
+        left_out = plan.deselected
         decided = (
             f"<p id=decision>{e(plan.status)} by {e(plan.decided_by)}"
             + (f" - {e(plan.note)}" if plan.note else "")
             + (f"; apply job {e(plan.apply_job_id)}" if plan.apply_job_id else "")
+            + (
+                f"; {len(left_out)} of {len(plan.items)} message(s) deselected (not recalled, held back)"
+                if left_out
+                else ""
+            )
             + "</p>"
         )
     actions: list[tuple[str, str]] = []
     blocked = ""
+    selectable = False
     if plan.status == "pending":
         missing = plan.missing_evidence
         if missing:
@@ -208,28 +259,51 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
         elif plan.reason == "wipe":
             actions.append(("approve", f"Approve the wipe of {job['suspect']}'s messages"))
         else:
-            actions.append(("approve", f"Approve: recall {len(plan.items)} message(s)"))
+            selectable = True
+            actions.append(("approve", "Approve: recall the ticked message(s)"))
         actions.append(("reject", "Reject"))
     elif plan.status == "rejected":
         actions.append(("reopen", "Reopen: review again"))
-    forms = blocked + "".join(
-        f"<form class=decide method=post action='/plans/{plan.id}/{action}'>"
-        f"<input type=hidden name=csrf value='{e(csrf)}'>"
-        f"<input type=text name=by placeholder='your name' required id='{action}-by'> "
-        f"<input type=text name=note placeholder='note (optional)'> "
-        f"<button type=submit class={action} id={action}>{label}</button></form>"
-        for action, label in actions
-    )
+    form = ""
+    if actions:
+        hint = (
+            "<p>Untick a message to leave it out: approving recalls the ticked ones; each one left out "
+            "counts as rejected (held back from later jobs).</p>"
+            if selectable
+            else ""
+        )
+        form = (
+            f"{hint}<form class=decide id=decide-form method=post action='/plans/{plan.id}/{actions[0][0]}'>"
+            # Enter in a text field submits with the first button: a disabled one, so it does nothing.
+            "<button type=submit disabled hidden aria-hidden=true></button>"
+            f"<input type=hidden name=csrf value='{e(csrf)}'>"
+            + ("<input type=hidden name=subset value=1>" if selectable else "")
+            + "<input type=text name=by placeholder='your name' required maxlength=64 id=by> "
+            "<input type=text name=note placeholder='note (optional)' maxlength=500 id=note> "
+            + " ".join(
+                f"<button type=submit class={action} id={action} formaction='/plans/{plan.id}/{action}'>"
+                f"{e(label)}</button>"
+                for action, label in actions
+            )
+            + "</form>"
+        )
+    items = [
+        _item(i, in_group=in_group, note_unmatched=plan.reason == "wipe", selectable=selectable)
+        for i in plan.items
+    ]
+    report = job.get("report", {})
     return page(
         f"Plan {plan.id}",
         f"<h1>Plan {plan.id} <span class='badge {e(plan.status)}' id=status>{e(plan.status)}</span></h1>"
         f"{notice}"
         f"<p>{e(REASONS.get(plan.reason, plan.reason))}. Job <b>{e(plan.job_id)}</b>: suspect "
-        f"<b>{e(job['suspect'])}</b> in {e(job['conversation'])}, window {_when(job['window']['since'])} to "
-        f"{_when(job['window']['until'])}; reported by {e(report.get('reporter', '-'))} for "
-        f"{e(report.get('reason', '-'))}; rule set {e(job['ruleset'])}.</p>"
-        f"{_wipe_warning(plan) if plan.reason == 'wipe' else ''}{decided}{forms}"
+        f"<b>{e(job['suspect'])}</b> in <span id=conversation>{e(conversation_words(job['conversation']))}"
+        f"</span>, window {_when(job['window']['since'])} to {_when(job['window']['until'])}; reported by "
+        f"{e(report.get('reporter', '-'))} for {e(report.get('reason', '-'))}; rule set "
+        f"{e(job['ruleset'])}.</p>"
+        f"{_wipe_warning(plan) if plan.reason == 'wipe' else ''}{decided}{blocked}{form}"
         f"<h2>{len(plan.items)} message(s)</h2>{''.join(items)}",
+        csrf,
     )
 
 

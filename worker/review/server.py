@@ -19,7 +19,10 @@ def _server(settings: Settings, host: str, port: int) -> uvicorn.Server:
     if settings.review_token is None:
         raise ValueError("set RECALL_REVIEW_TOKEN to serve the review page")
     app = build_review_app(
-        open_ledger(settings.database_url), Queues(settings), settings.review_token.get_secret_value()
+        open_ledger(settings.database_url),
+        Queues(settings),
+        settings.review_token.get_secret_value(),
+        secure_cookie=settings.review_secure_cookie,
     )
     return uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
