@@ -101,7 +101,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from worker.emulator.gateway import EmulatorConfig
+    from worker.emulator.gateway import Emulator, EmulatorConfig
     from worker.emulator.server import serve
 
     key = args.key or os.environ.get("RECALL_TIM_KEY", "")
@@ -113,9 +113,21 @@ def _emulator(args: argparse.Namespace) -> int:
         admin=args.admin,
         rate_limit=None if args.no_rate_limit else args.rate_limit,
     )
+    emulator = Emulator(config)
+    if args.seed is not None:
+        from worker.emulator.seedfile import InvalidSeed, apply_seed, load_seed
+
+        try:
+            made = asyncio.run(apply_seed(emulator, load_seed(args.seed)))
+        except InvalidSeed as exc:
+            raise CommandError(str(exc)) from None
+        counts = ", ".join(
+            f"{count} {what}{'' if count == 1 else 's'}" for what, count in made.items() if count
+        )
+        print(f"seeded from {args.seed}: {counts or 'nothing'}", flush=True)
     where = f"http://{args.host}:{args.port}"
     print(f"Chat REST API emulator on {where} (sdkappid {args.sdkappid}, admin {args.admin})", flush=True)
-    serve(config, host=args.host, port=args.port, log_level=args.log_level)
+    serve(config, host=args.host, port=args.port, log_level=args.log_level, emulator=emulator)
     return 0
 
 
@@ -322,6 +334,11 @@ def _add_job_commands(commands: Any) -> None:
     scan.add_argument("--ruleset", default="default", help="rule set of the rule file to scan with")
     scan.add_argument("--recall", action="store_true", help="recall the matches (default: dry run)")
     scan.add_argument("--job-id", default=None, help="the job's ID in the ledger (default: a new scan-… ID)")
+    scan.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result record (JSON) on stdout even on a terminal (always when stdout is not one)",
+    )
     scan.set_defaults(func=_scan)
 
 
@@ -366,6 +383,14 @@ def _add_tool_commands(commands: Any) -> None:
     emulator.add_argument("--rate-limit", type=int, default=DEFAULT_LIMIT, help="calls/s per command")
     emulator.add_argument("--no-rate-limit", action="store_true", help="lift the per-command limit")
     emulator.add_argument("--log-level", default="warning", help="uvicorn's log level")
+    emulator.add_argument(
+        "--seed",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="load accounts and conversations from this JSON or YAML file at start "
+        "(format: worker/emulator/example-seed.yaml)",
+    )
     emulator.set_defaults(func=_emulator)
 
 
@@ -445,12 +470,63 @@ def _replay(args: argparse.Namespace) -> int:
     until = datetime.fromtimestamp(args.until, UTC) if args.until is not None else datetime.now(UTC)
     if until < since:
         raise CommandError("--until is before --since")
-    report = replay(_ledger(args), ruleset, since=since, until=until)
+    ledger = _ledger(args)
+    try:
+        if args.reread:
+            report = _reread(args, ledger, ruleset, since=since, until=until)
+        else:
+            report = replay(ledger, ruleset, since=since, until=until)
+    finally:
+        ledger.dispose()
     if args.json:
         _print_json(report.as_dict())
     else:
         print("\n".join(report.lines()))
     return 0
+
+
+def _reread(
+    args: argparse.Namespace, ledger: Any, candidate: Any, *, since: datetime, until: datetime
+) -> Any:
+    """``replay --reread``: read the past jobs' windows again from the Chat API (dry: reads only)."""
+    from rules import DEFAULT_RULES_PATH, RulesError, load_file
+    from worker.consumer import make_client
+    from worker.replay import reread
+    from worker.tim.credentials import check_credentials
+
+    settings = _settings(args)
+    path = settings.rules_path or DEFAULT_RULES_PATH
+    try:
+        in_force = load_file(path)
+    except RulesError as exc:
+        raise CommandError(f"{_rules_problems(exc)}; check RECALL_RULES_PATH") from None
+
+    def rules_in_force(name: str) -> Any:
+        try:
+            return in_force.get(name)
+        except RulesError as exc:
+            raise CommandError(f"a past job's {_rules_problems(exc)}; check RECALL_RULES_PATH") from None
+
+    def progress(done: int, total: int, messages: int) -> None:
+        end = "\n" if done == total else ""
+        print(f"\rre-read {done}/{total} jobs, {messages} messages", end=end, file=sys.stderr, flush=True)
+
+    settings.key()  # name a missing key now, before any job is read
+
+    async def go() -> Any:
+        async with make_client(settings) as client:
+            await check_credentials(client, settings.tim_admin)  # an unreachable API is named even idle
+            return await reread(
+                ledger,
+                client,
+                rules_in_force,
+                candidate,
+                since=since,
+                until=until,
+                progress=progress if sys.stderr.isatty() else None,
+            )
+
+    return asyncio.run(go())
 
 
 def _evidence_purge(args: argparse.Namespace) -> int:
@@ -551,6 +627,13 @@ def _add_ledger_commands(commands: Any) -> None:
         type=moment,
         default=None,
         help="jobs finished until: Unix seconds or ISO date/time (default: now)",
+    )
+    replay.add_argument(
+        "--reread",
+        action="store_true",
+        help="read each job's history window again from the Chat API and run the job's rule set (as the "
+        "rule file in force has it) and the candidate on every message, to show what the candidate adds "
+        "(dry: nothing is recalled or written; needs RECALL_TIM_KEY)",
     )
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.set_defaults(func=_replay)

@@ -536,7 +536,7 @@ def run_demo(workdir: Path) -> int:
         print_summary(results, seeded, emulator.url)
         print_audit(worker.ledger, "demo-alice-reports-bob", workdir)
         expected = len(jobs)
-        wipe = next((p for p in worker.ledger.list_plans("pending") if p.reason == "wipe"), None)
+        wipe = next((p for p in worker.ledger.list_plans("pending") if p.is_wipe), None)
         if wipe is not None:
             expected += 1
             results += approve_the_wipe(

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from worker.jobs import C2CConversation, GroupConversation, Job, OfficialAccountConversation
 from worker.ledger.store import Ledger, ScannedMessage, now
+from worker.ledger.views import WIPE_PLAN
 from worker.tim.history import (
     ApiCaller,
     HistoryStats,
@@ -84,8 +85,6 @@ class SkipReason(enum.StrEnum):
 
 #: Rule actions that recall the message they match.
 RECALL_ACTIONS = frozenset({"recall", "wipe"})
-#: The reason of a plan that proposes a wipe (``delete_group_msg_by_sender``).
-WIPE_PLAN = "wipe"
 #: The ``info`` of a recall result for a message an approved wipe took.
 WIPED = "wiped by delete_group_msg_by_sender"
 

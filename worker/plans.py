@@ -34,7 +34,7 @@ def apply_job_for(plan: PlanView) -> Job:
 
 def what_approval_does(plan: PlanView) -> str:
     """What the apply job of ``plan`` will do, in a moderator's words."""
-    if plan.reason == "wipe":
+    if plan.is_wipe:
         return (
             f"it wipes every message {plan.job['suspect']} sent among the group's last 1,000, then recalls "
             "by seq any of these the wipe missed."

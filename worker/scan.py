@@ -13,6 +13,8 @@ from collections import Counter
 from typing import Any
 
 import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from worker.config import Settings
 from worker.consumer import make_client, policy_of
@@ -25,20 +27,42 @@ from worker.rulebook import Rulebook
 from worker.tim.history import ApiCaller
 from worker.tim.models import JsonObject
 
-BAR_WIDTH = 30
-
 
 class ProgressCaller:
-    """Passes calls through and redraws a progress bar from the history replies' timestamps."""
+    """Passes calls through and reports how far back through the window the history pages reached.
 
-    def __init__(self, inner: ApiCaller, since: int, until: int, out: Any = sys.stderr) -> None:
+    On a terminal that is a rich progress bar on stderr; when stderr is not a terminal (a file, a pipe,
+    CI), one plain line per page and no bar, so a redirected log holds no carriage-return frames.
+    """
+
+    def __init__(self, inner: ApiCaller, since: int, until: int, console: Console | None = None) -> None:
         self.inner = inner
         self.since = since
         self.until = until
-        self.out = out
+        self.console = console or Console(stderr=True)
         self.pages = 0
         self.reached = until
         self.finished = False
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> ProgressCaller:
+        if self.console.is_terminal:
+            self._bar = Progress(
+                TextColumn("scanning"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("pages {task.fields[pages]}"),
+                TimeElapsedColumn(),
+                console=self.console,
+            )
+            self._task = self._bar.add_task("scan", total=max(1, self.until - self.since), pages=0)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
     async def call(self, path: str, body: Any) -> JsonObject:
         reply = await self.inner.call(path, body)
@@ -55,21 +79,29 @@ class ProgressCaller:
             finished = reply.get("IsFinished")
             # A group's IsFinished 1 only says the requested 20 seqs came back whole, not that paging is done.
             last = finished == 2 or (finished == 1 and "GroupId" not in reply)
-            self.draw(done=reply.get("Complete") == 1 or last)
+            self.update(done=reply.get("Complete") == 1 or last, messages=len(items))
         return reply
 
-    def draw(self, *, done: bool = False) -> None:
-        """Redraw the bar (on one line)."""
+    def fraction(self, *, done: bool = False) -> float:
+        """How much of the window the pages have covered, 0 to 1."""
         span = max(1, self.until - self.since)
-        fraction = 1.0 if done else (self.until - self.reached) / span
-        filled = round(BAR_WIDTH * fraction)
-        self.out.write(
-            f"\rscanning [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {fraction:4.0%}  pages {self.pages}"
-        )
+        return 1.0 if done else (self.until - self.reached) / span
+
+    def update(self, *, done: bool = False, messages: int | None = None) -> None:
+        """Show the progress: move the bar, or (not on a terminal) print one plain line for a new page."""
+        if self._bar is not None and self._task is not None:
+            span = max(1, self.until - self.since)
+            self._bar.update(self._task, completed=round(span * self.fraction(done=done)), pages=self.pages)
+        elif messages is not None:
+            self.console.print(
+                f"scan: page {self.pages}: {plural(messages, 'message')}, "
+                f"{self.fraction(done=done):.0%} of the window",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         if done:
             self.finished = True
-            self.out.write("\n")
-        self.out.flush()
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -196,8 +228,27 @@ def summary_lines(result: JobResult) -> list[str]:
     return lines
 
 
+def plan_notice(result: JobResult, *, stored_now: bool = True) -> list[str]:
+    """Say which plans the scan left in the moderators' review queue, and how to drop them.
+
+    A dry run stores its plan, as a queued dry-run job does: a moderator may approve it to recall exactly
+    what the scan found. Storing it silently would leave work in the review queue nobody asked for.
+    """
+    lines = []
+    for reason, plan_id in sorted(result.plans.items(), key=lambda item: item[1]):
+        what = reason.replace("_", " ")
+        where = "in the review queue, pending" if stored_now else "when it first ran (it may be decided)"
+        lines.append(
+            f"recall-worker scan: stored plan {plan_id} ({what}) {where}: "
+            f"see `recall-worker plans show {plan_id}`; `plans approve {plan_id} --by NAME` recalls it, "
+            f"`plans reject {plan_id} --by NAME` drops it"
+        )
+    return lines
+
+
 async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the scan; print a summary on stderr and the result record on stdout."""
+    """Run the scan; print a summary (and any plan it stored) on stderr, and the result record on stdout
+    when stdout is not a terminal or ``--json`` asks for it."""
     try:
         job = job_from_args(args)
     except InvalidJob as exc:
@@ -211,20 +262,22 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
     ruleset = rulebook.ruleset(job.ruleset)
     ledger = open_ledger(settings.database_url)
     started = time.perf_counter()
+    already_ran = False
     try:
         start = ledger.start_job(job, ruleset_version=rulebook.version)
         if isinstance(start, Settled):
             # The same scan (same --job-id and window) already ran: show what it did, run nothing again.
             result = JobResult.model_validate_json(start.result)
+            already_ran = True
             print(f"recall-worker scan: job {job.job_id} already ran; its result:", file=sys.stderr)
         else:
             async with make_client(settings) as client:
-                progress = ProgressCaller(client, job.since, job.until)
-                report = await run_job(
-                    job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=start.pk
-                )
-                if not progress.finished:
-                    progress.draw(done=True)  # a walk that ended without a reply saying so (a group's)
+                with ProgressCaller(client, job.since, job.until) as progress:
+                    report = await run_job(
+                        job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=start.pk
+                    )
+                    if not progress.finished:
+                        progress.update(done=True)  # a walk that ended without a reply saying so (a group's)
             result = result_of(job, report, attempts=start.attempt, duration_s=time.perf_counter() - started)
             ledger.settle_job(
                 start.pk,
@@ -242,5 +295,8 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
         ledger.dispose()
     for line in summary_lines(result):
         print(line, file=sys.stderr)
-    sys.stdout.write(orjson.dumps(result.model_dump(mode="json")).decode() + "\n")
+    for line in plan_notice(result, stored_now=not already_ran):
+        print(line, file=sys.stderr)
+    if getattr(args, "json", False) or not sys.stdout.isatty():
+        sys.stdout.write(orjson.dumps(result.model_dump(mode="json")).decode() + "\n")
     return 0 if result.status in ("done", "dry_run") else 1

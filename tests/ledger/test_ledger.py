@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import make_client
+from tests.conftest import KEY, make_client
 from tests.keyword_rules import KeywordRuleSet, StaticRules
 from tests.worker.harness import ProcessWorker, ThreadWorker, job, wait_results, wait_until, worker_settings
 from worker import plans
+from worker.cli import main
 from worker.config import Settings
 from worker.emulator.seed import import_accounts, import_c2c, text
 from worker.emulator.server import EmulatorThread
@@ -27,6 +29,7 @@ from worker.ledger.models import EvidenceRow, RecallRow
 from worker.ledger.store import Ledger, content_hash
 from worker.queues import Queues
 from worker.replay import replay
+from worker.rulebook import Rulebook
 
 T0 = int(time.time()) - 3600
 
@@ -276,6 +279,113 @@ def test_replay_reports_what_a_candidate_rule_set_adds_and_drops(
             "kw-spam and": {"kept": 0, "added": [["job-1", keys[1]]], "dropped": []},
         },
     }
+
+
+RULES_IN_FORCE = """version: 1
+rulesets:
+  default:
+    rules:
+      - {id: spam, type: keywords, action: recall, words: [buy followers]}
+      - {id: pharma, type: keywords, action: recall, words: [cheap pills]}
+"""
+CANDIDATE = """version: 1
+rulesets:
+  default:
+    rules:
+      - {id: spam, type: keywords, action: recall, words: [buy followers]}
+      - {id: news, type: keywords, action: recall, words: [news bulletin]}
+"""
+
+
+def _ledger_state(ledger: Ledger) -> dict[str, Any]:
+    with ledger.session() as session:
+        recalls = [(r.message_pk, r.state, r.finished_at) for r in session.scalars(select(RecallRow))]
+        evidence = len(session.scalars(select(EvidenceRow)).all())
+    return {
+        "recalls": recalls,
+        "evidence": evidence,
+        "plans": ledger.list_plans(None),
+        "audit": ledger.audit("job-1"),
+    }
+
+
+def test_replay_reread_reads_the_windows_again_and_shows_what_a_candidate_adds(
+    settings: Settings,
+    emulator: EmulatorThread,
+    ledger: Ledger,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    news = [(0, "a", f"News bulletin #{n}: the weather") for n in range(42)]
+    spam = [(0, "a", "buy followers here"), (0, "a", "cheap pills, buy followers"), (0, "a", "cheap pills")]
+    keys = seed(emulator.url, [("eve", "bob")], [*news, *spam, (0, "b", "hello")])
+    in_force, candidate = tmp_path / "rules.yaml", tmp_path / "candidate.yaml"
+    in_force.write_text(RULES_IN_FORCE)
+    candidate.write_text(CANDIDATE)
+    settings = settings.model_copy(update={"rules_path": in_force})
+    queues = Queues(settings)
+    queues.submit([c2c_job("job-1", "eve", "bob")])
+    with ThreadWorker(settings, Rulebook(in_force)):
+        [result] = wait_results(queues, 1)
+    assert result["status"] == "done"
+    assert recalled(emulator.url, "eve", "bob") == set(keys[42:45]), "the job recalled the spam only"
+    history = httpx.get(f"{emulator.url}/_emulator/c2c", params={"a": "eve", "b": "bob"}).json()
+    withdrawals = stats(emulator.url)["admin_msgwithdraw"]
+    before = _ledger_state(ledger)
+    config = tmp_path / "recall.env"
+    config.write_text(
+        f"RECALL_DATABASE_URL={settings.database_url}\nRECALL_TIM_BASE_URL={emulator.url}\n"
+        f"RECALL_TIM_KEY={KEY}\nRECALL_RULES_PATH={in_force}\n"
+    )
+    since = str(int(time.time()) - 3600)
+    argv = ["--config", str(config), "replay", "--rules", str(candidate), "--since", since, "--reread"]
+
+    capsys.readouterr()  # the worker's log
+    assert main([*argv, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "", "no progress line when stderr is not a terminal"
+    assert orjson.loads(out) == {
+        "jobs": 1,
+        "messages": 46,
+        "rules": {
+            "news": {"kept": 0, "added": [["job-1", key] for key in keys[:42]], "dropped": []},
+            "pharma": {"kept": 0, "added": [], "dropped": [["job-1", keys[43]], ["job-1", keys[44]]]},
+            "spam": {"kept": 2, "added": [], "dropped": []},
+        },
+    }
+    assert main(argv) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "replayed 46 messages of 1 jobs"
+    assert [line.split() for line in table[3:6]] == [
+        ["news", "0", "42", "0"],
+        ["pharma", "0", "0", "2"],
+        ["spam", "2", "0", "0"],
+    ]
+    # Dry: nothing recalled, planned or written by the replay.
+    assert httpx.get(f"{emulator.url}/_emulator/c2c", params={"a": "eve", "b": "bob"}).json() == history
+    assert stats(emulator.url)["admin_msgwithdraw"] == withdrawals
+    assert _ledger_state(ledger) == before
+    # The evidence-only replay cannot see the news bulletins: no rule matched them, nothing was kept.
+    assert main(argv[:-1]) == 0
+    assert "news" not in capsys.readouterr().out
+
+
+def test_replay_reread_names_an_unreachable_chat_api(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "recall.env"
+    config.write_text(
+        f"RECALL_DATABASE_URL={settings.database_url}\nRECALL_TIM_BASE_URL=http://127.0.0.1:9\n"
+        f"RECALL_TIM_KEY={KEY}\nRECALL_TIM_MAX_ATTEMPTS=1\n"
+    )
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(CANDIDATE)
+    code = main(["--config", str(config), "replay", "--rules", str(candidate), "--since", "0", "--reread"])
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert out == ""
+    [line] = err.splitlines()
+    assert "cannot reach the Chat API" in line and "RECALL_TIM_BASE_URL" in line
 
 
 def test_a_worker_killed_between_evidence_and_recall_neither_loses_evidence_nor_recalls_twice(

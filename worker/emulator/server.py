@@ -28,10 +28,15 @@ def _uvicorn_config(emulator: Emulator, host: str, port: int, log_level: str) ->
 
 
 def serve(
-    config: EmulatorConfig, *, host: str = "127.0.0.1", port: int = 8090, log_level: str = "warning"
+    config: EmulatorConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8090,
+    log_level: str = "warning",
+    emulator: Emulator | None = None,
 ) -> None:
-    """Serve the emulator until interrupted."""
-    uvicorn.Server(_uvicorn_config(Emulator(config), host, port, log_level)).run()
+    """Serve the emulator until interrupted (``emulator``: one already made, and seeded, from ``config``)."""
+    uvicorn.Server(_uvicorn_config(emulator or Emulator(config), host, port, log_level)).run()
 
 
 class EmulatorThread:

@@ -54,10 +54,9 @@ from worker.ledger.scans import (
     recapture_purged,
 )
 from worker.ledger.upsert import chunks, insert, insert_missing, locked
-from worker.ledger.views import PlanItem, PlanStateError, PlanView, kept_evidence, plan_view
+from worker.ledger.views import WIPE_PLAN, PlanItem, PlanStateError, PlanView, kept_evidence, plan_view
 
 DONE_STATES = ("recalled", "already_recalled")
-WIPE_REASON = "wipe"  # a plan to wipe the suspect's messages: one call, approved whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,6 +597,19 @@ class Ledger:
         with self._read() as session:
             return views.audit(session, job_id)
 
+    def finished_jobs(self, since: datetime, until: datetime) -> list[JobRow]:
+        """The scan jobs (not plans' apply jobs) finished in ``[since, until]``, oldest first."""
+        with self._read() as session:
+            rows = session.scalars(
+                select(JobRow)
+                .where(
+                    JobRow.finished_at >= since, JobRow.finished_at <= until, JobRow.applies_plan.is_(None)
+                )
+                .order_by(JobRow.id)
+            ).all()
+            session.expunge_all()
+            return list(rows)
+
     def evidence_of_jobs(
         self, since: datetime, until: datetime
     ) -> Iterator[tuple[str, MessageRow, EvidenceRow, list[MatchRow]]]:
@@ -653,7 +665,7 @@ def _selected(plan: PlanRow, keys: dict[str, int], only: Collection[str] | None)
         raise PlanStateError(f"plan {plan.id} holds no message {', '.join(unknown[:5])}")
     if not chosen:
         raise PlanStateError(f"select at least one message of plan {plan.id} to approve, or reject it")
-    if plan.reason == WIPE_REASON and chosen != set(keys):
+    if plan.reason == WIPE_PLAN and chosen != set(keys):
         raise PlanStateError(
             f"plan {plan.id} is a wipe (one call for the whole sender): approve it whole, or reject it"
         )

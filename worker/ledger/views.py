@@ -24,6 +24,10 @@ from worker.ledger.models import (
 )
 from worker.ledger.upsert import chunks
 
+#: The reason of a plan that proposes a wipe (``delete_group_msg_by_sender``): one call for the whole
+#: sender, approved whole or not at all.
+WIPE_PLAN = "wipe"
+
 
 @dataclass(slots=True)
 class PlanItem:
@@ -64,6 +68,11 @@ class PlanView:
     def deselected(self) -> list[str]:
         """MsgKeys of the (loaded) items deselected when the plan was approved (not recalled)."""
         return [item.msg_key for item in self.items if item.approved is False]
+
+    @property
+    def is_wipe(self) -> bool:
+        """True for a plan proposing a wipe of the suspect's group messages."""
+        return self.reason == WIPE_PLAN
 
     @property
     def missing_evidence(self) -> list[str]:

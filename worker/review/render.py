@@ -256,7 +256,7 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
                 f"{len(missing)} of its messages was purged or never stored, and nothing is recalled without "
                 "its evidence. Reject it, or have the conversation scanned again.</p>"
             )
-        elif plan.reason == "wipe":
+        elif plan.is_wipe:
             actions.append(("approve", f"Approve the wipe of {job['suspect']}'s messages"))
         else:
             selectable = True
@@ -288,8 +288,7 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
             + "</form>"
         )
     items = [
-        _item(i, in_group=in_group, note_unmatched=plan.reason == "wipe", selectable=selectable)
-        for i in plan.items
+        _item(i, in_group=in_group, note_unmatched=plan.is_wipe, selectable=selectable) for i in plan.items
     ]
     report = job.get("report", {})
     return page(
@@ -301,7 +300,7 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
         f"</span>, window {_when(job['window']['since'])} to {_when(job['window']['until'])}; reported by "
         f"{e(report.get('reporter', '-'))} for {e(report.get('reason', '-'))}; rule set "
         f"{e(job['ruleset'])}.</p>"
-        f"{_wipe_warning(plan) if plan.reason == 'wipe' else ''}{decided}{blocked}{form}"
+        f"{_wipe_warning(plan) if plan.is_wipe else ''}{decided}{blocked}{form}"
         f"<h2>{len(plan.items)} message(s)</h2>{''.join(items)}",
         csrf,
     )
