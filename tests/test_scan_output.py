@@ -58,7 +58,7 @@ def test_a_redirected_scan_has_no_bar_frames_a_json_line_and_names_its_plan(
     [line] = done.stdout.splitlines()
     result = orjson.loads(line)
     assert result["status"] == "dry_run"
-    plan_id = result["plans"]["dry_run"]
+    plan_id = result["plan_ids"]["dry_run"]
     notice = [line for line in done.stderr.splitlines() if f"stored plan {plan_id}" in line]
     assert len(notice) == 1
     assert "review queue" in notice[0] and f"plans reject {plan_id}" in notice[0]
@@ -70,5 +70,5 @@ def test_a_scan_without_matches_stores_no_plan_and_says_none(
     asyncio.run(apply_seed(emulator.emulator, SeedFile.model_validate({"accounts": ["bob", "eve"]})))
     done = _scan(emulator, tmp_path, "--json")
     assert done.returncode == 0, done.stderr
-    assert orjson.loads(done.stdout)["plans"] == {}
+    assert orjson.loads(done.stdout)["plan_ids"] == {}
     assert "stored plan" not in done.stderr

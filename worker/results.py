@@ -72,12 +72,13 @@ class JobResult(BaseModel):
     planned: list[str] = Field(default_factory=list)
     #: Recalled by an approved wipe (``delete_group_msg_by_sender``), as the history showed afterwards.
     wiped: list[str] = Field(default_factory=list)
-    #: Why this job proposed a wipe of the suspect's group messages (its plan is ``plans["wipe"]``).
+    #: Why this job proposed a wipe of the suspect's group messages (its plan is ``plan_ids["wipe"]``).
     wipe_proposed: str | None = None
     skipped: list[Skipped] = Field(default_factory=list)
     failed: list[FailedRecall] = Field(default_factory=list)
     unverified: list[str] = Field(default_factory=list)
-    plans: dict[str, int] = Field(default_factory=dict)
+    #: The plans this job stored for review: reason -> plan id (``dry_run``, ``over_cap``, ``wipe``, ...).
+    plan_ids: dict[str, int] = Field(default_factory=dict)
     breakers: dict[str, str] = Field(default_factory=dict)
     api_calls: dict[str, int] = Field(default_factory=dict)
     attempts: int = 1
@@ -165,7 +166,7 @@ def result_of(job: Job, report: JobReport, *, attempts: int, duration_s: float) 
         skipped=skipped,
         failed=failed,
         unverified=report.unverified,
-        plans=report.plans,
+        plan_ids=report.plans,
         breakers=report.breakers,
         api_calls=report.api_calls,
         attempts=attempts,

@@ -217,7 +217,7 @@ def summary_lines(result: JobResult) -> list[str]:
     if result.wipe_proposed:
         lines.append(
             f"  proposed     a wipe of {result.suspect}'s recent group messages ({result.wipe_proposed}): "
-            f"plan {result.plans.get('wipe')}, for a moderator to approve"
+            f"plan {result.plan_ids.get('wipe')}, for a moderator to approve"
         )
     unmatched = result.messages_scanned - len(by_key)
     if unmatched > 0 and not applied_a_plan:
@@ -235,7 +235,7 @@ def plan_notice(result: JobResult, *, stored_now: bool = True) -> list[str]:
     what the scan found. Storing it silently would leave work in the review queue nobody asked for.
     """
     lines = []
-    for reason, plan_id in sorted(result.plans.items(), key=lambda item: item[1]):
+    for reason, plan_id in sorted(result.plan_ids.items(), key=lambda item: item[1]):
         what = reason.replace("_", " ")
         where = "in the review queue, pending" if stored_now else "when it first ran (it may be decided)"
         lines.append(

@@ -131,8 +131,8 @@ def test_an_approved_plan_recalls_exactly_its_messages_and_a_rejected_one_nothin
     with ThreadWorker(settings, StaticRules()):
         results = {r["job_id"]: r for r in wait_results(queues, 2)}
     eve_plan, mallory_plan = (
-        results["preview-eve"]["plans"]["dry_run"],
-        results["preview-mallory"]["plans"]["dry_run"],
+        results["preview-eve"]["plan_ids"]["dry_run"],
+        results["preview-mallory"]["plan_ids"]["dry_run"],
     )
     assert [i.msg_key for i in ledger.plan(eve_plan).items] == keys[:2]
     # eve spams again after the preview: the approved plan must not touch the new message
@@ -197,7 +197,7 @@ def test_the_breaker_trips_on_a_spike_and_plans_instead_of_recalling(
         [spike] = wait_results(queues, 1)
     assert set(spike["breakers"]) == {"kw-spam"}
     assert spike["recalled"] == []
-    assert "rule_breaker_tripped" in spike["plans"]
+    assert "rule_breaker_tripped" in spike["plan_ids"]
     assert recalled(emulator.url, "s4", "r4") == set()
     spike_keys = {k for k, m in zip(keys, messages, strict=True) if m[0] == 4 and m[2] == "spam"}
     assert {s["msg_key"] for s in spike["skipped"] if s["reason"] == "rule_breaker_tripped"} == spike_keys

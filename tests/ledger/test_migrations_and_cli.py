@@ -145,7 +145,7 @@ def settings_with_plan(emulator: EmulatorThread, tmp_path: Path) -> tuple[Settin
     )
     with ThreadWorker(settings, StaticRules()):
         [result] = wait_results(queues, 1)
-    return settings, result["plans"]["dry_run"], keys
+    return settings, result["plan_ids"]["dry_run"], keys
 
 
 def test_plans_commands(settings_with_plan: tuple[Settings, int, list[str]]) -> None:

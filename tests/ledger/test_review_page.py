@@ -65,7 +65,7 @@ def pending_plan(review_settings: Settings, emulator: EmulatorThread) -> tuple[i
     )
     with ThreadWorker(review_settings, StaticRules()):
         [result] = wait_results(queues, 1)
-    return result["plans"]["dry_run"], [keys[0], keys[2]]
+    return result["plan_ids"]["dry_run"], [keys[0], keys[2]]
 
 
 @pytest.fixture
@@ -390,8 +390,8 @@ def pending_wipe(review_settings: Settings, emulator: EmulatorThread) -> tuple[s
     queues.submit([group_job("group-scam", group, suspect="mallory", window=(t0, t0 + 600), report=report)])
     with ThreadWorker(review_settings, StaticRules(KeywordRuleSet(wipe=("vip signals group",)))):
         [result] = wait_results(queues, 1)
-    assert result["recalled"] == [str(sent[1])] and set(result["plans"]) == {"wipe"}, result
-    return group, result["plans"]["wipe"], [sent[1], sent[3], sent[4]]
+    assert result["recalled"] == [str(sent[1])] and set(result["plan_ids"]) == {"wipe"}, result
+    return group, result["plan_ids"]["wipe"], [sent[1], sent[3], sent[4]]
 
 
 @pytest.mark.slow

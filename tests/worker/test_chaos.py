@@ -428,7 +428,7 @@ def test_chaos(emulator: EmulatorThread, pg_ledger: str, tmp_path: Path) -> None
     assert statuses == {"done": len(expected.jobs)}, statuses
     # exactly where a wipe rule matched, also when a job ran again after an earlier attempt recalled the match
     assert proposed == expected.wipe_proposed, sorted(proposed ^ expected.wipe_proposed)
-    assert all(set(parsed[job_id]["plans"]) == {"wipe"} for job_id in proposed)
+    assert all(set(parsed[job_id]["plan_ids"]) == {"wipe"} for job_id in proposed)
     assert not wrong, f"recalled messages that must stay: {sorted(wrong)[:5]}"
     assert not missed, f"missed: {sorted(missed)[:5]}"
     assert dead_marks == set(marks), f"poison not dead-lettered: {sorted(set(marks) - dead_marks)}"

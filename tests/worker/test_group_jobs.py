@@ -165,7 +165,7 @@ async def test_a_group_job_recalls_exactly_the_suspects_matches_in_the_window(
     assert second["time"] == T0 + 60
     assert result["messages_scanned"] == 8, "from the first spam to the last: the hole and the tip too"
     assert result["failed"] == [] and result["unverified"] == []
-    assert result["plans"] == {} and result["wipe_proposed"] is None and result["wiped"] == []
+    assert result["plan_ids"] == {} and result["wipe_proposed"] is None and result["wiped"] == []
     assert result["api_calls"]["group_msg_recall"] == 1, "three seqs, one batch"
     assert "delete_group_msg_by_sender" not in result["api_calls"]
     ledger = open_ledger(settings.database_url)
@@ -229,7 +229,7 @@ async def test_a_topic_job_recalls_and_wipes_only_in_its_topic(
             assert recalled_seqs(emulator.url, group, news) == spam_seqs | {invite}
             assert recalled_seqs(emulator.url, group) == set()
             assert recalled_seqs(emulator.url, group, chat) == set()
-            wipe = ledger.plan(result["plans"]["wipe"])
+            wipe = ledger.plan(result["plan_ids"]["wipe"])
             assert {int(i.msg_key) for i in wipe.items} == spam_seqs | {unmatched, invite}
             assert wipe.job["conversation"]["topic_id"] == news
             apply = plans.approve(ledger, queues, wipe.id, by="ann", note="scam account")
@@ -340,9 +340,9 @@ async def test_a_wipe_rule_proposes_a_wipe_that_runs_only_once_approved(
             assert seqs(result["recalled"]) == [seq["spam"], seq["invite"]]
             assert reasons(result) == {seq["quote"]: "not_sent_by_suspect"}
             assert result["wipe_proposed"] == "rule kw-guaranteed profit, kw-vip signals group"
-            assert set(result["plans"]) == {"wipe"}
+            assert set(result["plan_ids"]) == {"wipe"}
             assert recalled_seqs(emulator.url, group) == {seq["spam"], seq["invite"]}, "no wipe yet"
-            wipe = ledger.plan(result["plans"]["wipe"])
+            wipe = ledger.plan(result["plan_ids"]["wipe"])
             assert (wipe.reason, wipe.status, wipe.job["suspect"]) == ("wipe", "pending", "mallory")
             items = {int(item.msg_key): item for item in wipe.items}
             assert set(items) == {seq[k] for k in ("spam", "invite", "chat", "chat_2")}
@@ -422,11 +422,11 @@ async def test_over_the_cap_a_wipe_is_proposed_and_what_it_misses_is_recalled_by
             assert seqs(result["planned"]) == [first, *recent[:2]]
             assert result["recalled"] == []
             assert result["wipe_proposed"] == "over_cap"
-            assert set(result["plans"]) == {"over_cap", "wipe"}
+            assert set(result["plan_ids"]) == {"over_cap", "wipe"}
             assert recalled_seqs(emulator.url, group) == set()
             [escalation] = queues.read(queues.names.escalations, take=True, wait_s=5)
             assert orjson.loads(escalation.body)["job_id"] == "g-cap"
-            wipe = ledger.plan(result["plans"]["wipe"])
+            wipe = ledger.plan(result["plan_ids"]["wipe"])
             assert {int(i.msg_key) for i in wipe.items} == {first, *recent}
             apply = plans.approve(ledger, queues, wipe.id, by="ann")
             [applied] = wait_results(queues, 1)
@@ -459,7 +459,7 @@ async def test_a_wipe_the_service_drops_is_made_good_by_seq(
             # the wipe call answers OK and changes nothing
             faults = {"commands": {"delete_group_msg_by_sender": {"drop_recall_rate": 1.0}}}
             httpx.post(f"{emulator.url}/_emulator/faults", json=faults).raise_for_status()
-            apply = plans.approve(ledger, queues, result["plans"]["wipe"], by="ann")
+            apply = plans.approve(ledger, queues, result["plan_ids"]["wipe"], by="ann")
             [applied] = wait_results(queues, 1)
         assert applied["status"] == "done", applied
         assert applied["wiped"] == []
@@ -507,4 +507,4 @@ async def test_a_job_retried_after_its_recall_still_proposes_the_wipe(
     assert recalled_seqs(emulator.url, group) == {seq["spam"], seq["invite"]}, "the first attempt recalled"
     assert result["status"] == "done", result
     assert result["wipe_proposed"] == "rule kw-guaranteed profit, kw-vip signals group", result
-    assert set(result["plans"]) == {"wipe"}
+    assert set(result["plan_ids"]) == {"wipe"}

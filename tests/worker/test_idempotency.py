@@ -97,11 +97,11 @@ async def test_a_rejected_plan_holds_its_messages_back_from_later_jobs_until_reo
         with ThreadWorker(settings, StaticRules()):
             queues.submit([job("r-look", since=WINDOW[0], until=WINDOW[1], mode="dry_run")])
             [looked] = wait_results(queues, 1)
-            plans.reject(ledger, looked["plans"]["dry_run"], by="alice", note="banter between friends")
+            plans.reject(ledger, looked["plan_ids"]["dry_run"], by="alice", note="banter between friends")
             queues.submit([job("r-recall", since=WINDOW[0], until=WINDOW[1])])
             [held] = wait_results(queues, 1)
             assert recalled_keys(emulator.url) == set()
-            plans.reopen(ledger, looked["plans"]["dry_run"], by="bob")
+            plans.reopen(ledger, looked["plan_ids"]["dry_run"], by="bob")
             queues.submit([job("r-recall-again", since=WINDOW[0], until=WINDOW[1])])
             [after] = wait_results(queues, 1)
         audit = ledger.audit("r-recall")
