@@ -40,7 +40,8 @@ EXIT_CODES = f"""exit status:
   {EXIT_FAILED}  the command ran and failed (scan: the job failed; rules check: the rule file is broken)
   {EXIT_USAGE}  bad input: usage, a value, a file, a name that does not exist, settings, refused credentials
   {EXIT_UNAVAILABLE}  a service could not be reached: the broker (RECALL_BROKER_URL), the ledger database
-     (RECALL_DATABASE_URL) or the Chat API (RECALL_TIM_REGION, RECALL_TIM_BASE_URL)"""
+     (RECALL_DATABASE_URL) or the Chat API (RECALL_TIM_REGION, RECALL_TIM_BASE_URL); run waits for the
+     broker instead (it says so once)"""
 
 
 class CommandError(Exception):
@@ -142,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     from worker.consumer import Worker, make_client
     from worker.logs import configure_logging
     from worker.observability import Metrics, serve_operations
-    from worker.queues import Queues
+    from worker.queues import BrokerUnreachable, Queues
     from worker.rulebook import Rulebook
     from worker.tim.client import TimClient
 
@@ -153,7 +154,12 @@ def _run(args: argparse.Namespace) -> int:
         rulebook = Rulebook(settings.rules_path)
     except RulesError as exc:
         raise CommandError(f"{_rules_problems(exc)}; check RECALL_RULES_PATH") from None
-    Queues(settings).check_reachable()  # name an unreachable broker now, once, rather than retry in a loop
+    try:
+        Queues(settings).check_reachable()
+    except BrokerUnreachable as exc:
+        # Not fatal: a worker rides out a broker restart (its consumer reconnects; /readyz says not ready
+        # meanwhile). Said once, here, in words, rather than only in the reconnect loop's log lines.
+        print(f"recall-worker run: {exc}; waiting for it", file=sys.stderr, flush=True)
     metrics = Metrics()
 
     def observed_client(s: Settings) -> TimClient:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import structlog
 from kombu import Connection, Consumer
+from kombu.exceptions import OperationalError
 
 from worker.broker import headers as h
 from worker.broker.topology import Publisher, QueueNames, Topology, connect, is_embedded
@@ -226,7 +227,12 @@ class Worker:
 
     def _consume_until_stopped(self) -> None:
         backoff = 1.0
-        lost_connection: tuple[type[BaseException], ...] = (OSError, *self._connection_errors())
+        # kombu wraps a connection that cannot be made (ensure_connection) as OperationalError.
+        lost_connection: tuple[type[BaseException], ...] = (
+            OSError,
+            OperationalError,
+            *self._connection_errors(),
+        )
         while not self._stop_requested.is_set():
             try:
                 self._consume_session()
