@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import cli_env, run_cli
 from tests.conftest import KEY
 from tests.services import free_port, reachable
 from worker.cli import EXIT_CODES, EXIT_USAGE, build_parser, main
@@ -102,25 +103,16 @@ class Outcome:
 
 
 def _run(case: Case, workdir: Path) -> Outcome:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
-    env.update(
+    env = cli_env(
         {
             "RECALL_DATABASE_URL": f"sqlite:///{workdir}/ledger.db",
             "RECALL_BROKER_URL": f"sqlite:///{workdir}/queue.db",
             "RECALL_HTTP_PORT": "0",
+            **case.env,
         }
     )
-    env.update(case.env)
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", *case.args],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(*case.args, env=env, cwd=workdir)
     return Outcome(case, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
 
@@ -290,14 +282,15 @@ def test_run_names_an_unreachable_broker_once_and_waits_for_it(
     waits (it does not exit: a fleet restarting during a broker outage would otherwise crash-loop), and
     still ends cleanly on SIGTERM."""
     closed = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
-    env |= {
-        "RECALL_TIM_BASE_URL": emulator.url,
-        "RECALL_TIM_KEY": KEY,
-        "RECALL_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db",
-        "RECALL_BROKER_URL": f"amqp://guest:secret-pw@127.0.0.1:{closed}//",
-        "RECALL_HTTP_PORT": "0",
-    }
+    env = cli_env(
+        {
+            "RECALL_TIM_BASE_URL": emulator.url,
+            "RECALL_TIM_KEY": KEY,
+            "RECALL_DATABASE_URL": f"sqlite:///{tmp_path}/ledger.db",
+            "RECALL_BROKER_URL": f"amqp://guest:secret-pw@127.0.0.1:{closed}//",
+            "RECALL_HTTP_PORT": "0",
+        }
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "run"],
         env=env,

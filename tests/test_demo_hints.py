@@ -9,7 +9,6 @@ as printed, from that directory.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli import cli_env
 from worker.demo import HINT_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,11 +42,6 @@ class Demo:
         return [line[len(HINT_PREFIX) :] for line in self.out.splitlines() if line.startswith(HINT_PREFIX)]
 
 
-def clean_env() -> dict[str, str]:
-    """The environment without ``RECALL_*`` settings, which would point the commands elsewhere."""
-    return {name: value for name, value in os.environ.items() if not name.startswith("RECALL_")}
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     if not (ROOT / ".venv" / "bin" / "recall-worker").exists():
@@ -54,7 +49,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     cwd = tmp_path_factory.mktemp("demo") / "project"
     shutil.copytree(ROOT, cwd, ignore=SKIP, symlinks=True)
     (cwd / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
-    env = clean_env()
+    env = cli_env()
     ran = subprocess.run(
         [sys.executable, "-m", "worker.cli", "demo"],
         cwd=cwd,

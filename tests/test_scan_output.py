@@ -4,13 +4,12 @@ record as one plain JSON line on a redirected stdout, and a notice of the plan a
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 
+from tests.cli import cli_env, run_cli
 from tests.conftest import KEY
 from worker.emulator.seedfile import SeedFile, apply_seed
 from worker.emulator.server import EmulatorThread
@@ -25,8 +24,7 @@ SEED = {
 
 
 def _scan(emulator: EmulatorThread, workdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
-    env.update(
+    env = cli_env(
         {
             "RECALL_DATABASE_URL": f"sqlite:///{workdir}/ledger.db",
             "RECALL_BROKER_URL": f"sqlite:///{workdir}/queue.db",
@@ -35,15 +33,7 @@ def _scan(emulator: EmulatorThread, workdir: Path, *extra: str) -> subprocess.Co
             "TERM": "xterm-256color",  # a terminal type, yet stderr is a pipe: still no bar
         }
     )
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "scan", "--c2c", "bob", "eve", "--lookback", "86400", *extra],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("scan", "--c2c", "bob", "eve", "--lookback", "86400", *extra, env=env, cwd=workdir)
 
 
 def test_a_redirected_scan_has_no_bar_frames_a_json_line_and_names_its_plan(

@@ -85,7 +85,7 @@ class SkipReason(enum.StrEnum):
 
 #: Rule actions that recall the message they match.
 RECALL_ACTIONS = frozenset({"recall", "wipe"})
-#: The ``info`` of a recall result for a message an approved wipe took.
+#: What the ledger records as the recall ``info`` of a message an approved wipe took.
 WIPED = "wiped by delete_group_msg_by_sender"
 
 
@@ -304,6 +304,7 @@ class JobReport:
     plans: dict[str, int] = field(default_factory=dict)
     unverified: list[str] = field(default_factory=list)
     breakers: dict[str, str] = field(default_factory=dict)
+    wiped: list[str] = field(default_factory=list)  # taken by an approved wipe, as the history showed
 
     @property
     def failed_recalls(self) -> list[RecallResult]:
@@ -506,19 +507,15 @@ class Run:
         wiped: list[str] = []
         if plan.wipe:
             # The wipe plan shows every message of the suspect's the walk saw: their evidence first.
-            everything = {m.ref.msg_key: m for m in found.suspect_messages} | {
-                m.ref.msg_key: m for m in matched
-            }
-            ids = await self._ledger(
-                self.ledger.record_scan, job_pk, self.job, [m.ledger_record() for m in everything.values()]
-            )
+            unmatched = [m.ledger_record() for m in found.suspect_messages if m.ref.msg_key not in ids]
+            ids |= await self._ledger(self.ledger.record_evidence, job_pk, self.job, unmatched)
             wiped = [m.ref.msg_key for m in found.suspect_messages]
         return matched, plan, ids, trips, wiped
 
-    async def recall_claimed(
+    async def claim(
         self, job_pk: int, refs: list[MessageRef], ids: dict[str, int]
-    ) -> tuple[list[RecallResult], list[tuple[str, SkipReason]], list[str]]:
-        """Recall what the ledger lets this job recall; record each outcome; verify."""
+    ) -> tuple[list[MessageRef], list[tuple[str, SkipReason]]]:
+        """The refs the ledger lets this job recall now, and the others with why not."""
         claim = await self._ledger(
             self.ledger.claim_recalls,
             job_pk,
@@ -526,7 +523,13 @@ class Run:
             lease_s=self.policy.claim_lease_s,
         )
         skipped = [(key, SkipReason(reason)) for key, reason in claim.skipped.items()]
-        targets = [ref for ref in refs if ref.msg_key in set(claim.to_call)]
+        called = set(claim.to_call)
+        return [ref for ref in refs if ref.msg_key in called], skipped
+
+    async def recall_and_verify(
+        self, targets: list[MessageRef], ids: dict[str, int]
+    ) -> tuple[list[RecallResult], list[str]]:
+        """Recall claimed ``targets``, record each outcome, and verify (returns the unverified keys)."""
         results = await recall(self.job, self.client, targets)
         for result in results:
             await self._ledger(
@@ -545,7 +548,45 @@ class Run:
                 self.ledger.record_verification,
                 {ids[ref.msg_key]: ref.msg_key not in unverified for ref in checked},
             )
+        return results, unverified
+
+    async def recall_claimed(
+        self, job_pk: int, refs: list[MessageRef], ids: dict[str, int]
+    ) -> tuple[list[RecallResult], list[tuple[str, SkipReason]], list[str]]:
+        """Recall what the ledger lets this job recall; record each outcome; verify."""
+        targets, skipped = await self.claim(job_pk, refs, ids)
+        results, unverified = await self.recall_and_verify(targets, ids)
         return results, skipped, unverified
+
+    async def wipe(
+        self, job_pk: int, plan_id: int, refs: list[MessageRef], ids: dict[str, int]
+    ) -> tuple[list[str], list[RecallResult], list[tuple[str, SkipReason]], list[str]]:
+        """Carry out an approved wipe: claim the plan's live messages, record the wipe, make the one
+        ``delete_group_msg_by_sender`` call, read those messages again, and recall by seq what it missed.
+
+        The call has no per-message reply and only reaches the group's last 1,000 messages, so the history
+        is the judge: a claimed message that shows as recalled afterwards is recorded recalled (and
+        verified) by the wipe; the others go through ``group_msg_recall`` like any recall. A protected
+        suspect is never wiped. Returns the wiped keys, the by-seq recalls, the skipped and the unverified.
+        """
+        job, ledger = self.job, self.ledger
+        conversation = job.conversation
+        if job.suspect in self.policy.protected or not isinstance(conversation, GroupConversation):
+            return [], [], [], []
+        claimed, skipped = await self.claim(job_pk, refs, ids)
+        wipe_id = await self._ledger(ledger.start_wipe, job_pk, plan_id, job, listed=len(claimed))
+        await wipe_group_sender(
+            self.client, group_id=conversation.group_id, sender=job.suspect, topic_id=conversation.topic_id
+        )
+        missed = set(await verify(job, self.client, claimed))
+        wiped = [ref.msg_key for ref in claimed if ref.msg_key not in missed]
+        await self._ledger(ledger.finish_wipe, wipe_id, recalled=len(wiped), missed=len(missed))
+        for key in wiped:
+            await self._ledger(ledger.record_recall, ids[key], state="recalled", code=0, info=WIPED)
+        await self._ledger(ledger.record_verification, {ids[key]: True for key in wiped})
+        leftover = [ref for ref in claimed if ref.msg_key in missed]
+        results, unverified = await self.recall_and_verify(leftover, ids)
+        return wiped, results, skipped, unverified
 
 
 async def run_job(
@@ -596,7 +637,7 @@ async def run_job(
 async def apply_plan(run: Run, job_pk: int, plan_id: int, ruleset_name: str) -> JobReport:
     """Recall exactly the messages of an approved plan that are still there and not yet recalled.
 
-    An approved wipe plan makes its one ``delete_group_msg_by_sender`` call instead (see :func:`wipe`).
+    An approved wipe plan makes its one ``delete_group_msg_by_sender`` call instead (see :meth:`Run.wipe`).
     """
     job, ledger = run.job, run.ledger
     reason, ids = await run._ledger(ledger.approved_plan, plan_id)
@@ -613,78 +654,20 @@ async def apply_plan(run: Run, job_pk: int, plan_id: int, ruleset_name: str) -> 
             skipped.append((key, left))
         elif ref is not None:
             to_recall.append(ref)
-    if reason == WIPE_PLAN and isinstance(job.conversation, GroupConversation):
-        recalls, ledger_skipped, unverified = await wipe(
-            run, job.conversation, job_pk, plan_id, to_recall, ids
-        )
+    wiped: list[str] = []
+    if reason == WIPE_PLAN:
+        wiped, recalls, ledger_skipped, unverified = await run.wipe(job_pk, plan_id, to_recall, ids)
     else:
         recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, to_recall, ids)
     await run._ledger(ledger.mark_plan_applied, plan_id)
     plan = Plan(tuple(to_recall), tuple(skipped + ledger_skipped), over_cap=False)
     return JobReport(
-        [], plan, run.stats, recalls, dict(run.client.calls), ruleset_name, unverified=unverified
+        [],
+        plan,
+        run.stats,
+        recalls,
+        dict(run.client.calls),
+        ruleset_name,
+        unverified=unverified,
+        wiped=wiped,
     )
-
-
-async def wipe(  # noqa: PLR0917 - the apply job's context, passed on whole
-    run: Run,
-    conversation: GroupConversation,
-    job_pk: int,
-    plan_id: int,
-    refs: list[MessageRef],
-    ids: dict[str, int],
-) -> tuple[list[RecallResult], list[tuple[str, SkipReason]], list[str]]:
-    """Carry out an approved wipe: claim the plan's live messages, record the wipe, make the one
-    ``delete_group_msg_by_sender`` call, read the history again, and recall by seq what it missed.
-
-    The call has no per-message reply and only reaches the group's last 1,000 messages, so the history is
-    the judge: a claimed message that shows as recalled afterwards is recorded recalled by the wipe; the
-    others go through ``group_msg_recall`` like any recall (and are verified the same way). A protected
-    suspect is never wiped (its plan's messages are all skipped as protected before this).
-    """
-    job, ledger = run.job, run.ledger
-    if job.suspect in run.policy.protected:
-        return [], [], []
-    claim = await run._ledger(
-        ledger.claim_recalls,
-        job_pk,
-        {r.msg_key: ids[r.msg_key] for r in refs},
-        lease_s=run.policy.claim_lease_s,
-    )
-    skipped = [(key, SkipReason(reason)) for key, reason in claim.skipped.items()]
-    claimed = [ref for ref in refs if ref.msg_key in set(claim.to_call)]
-    wipe_id = await run._ledger(ledger.start_wipe, job_pk, plan_id, job, listed=len(claimed))
-    await wipe_group_sender(
-        run.client, group_id=conversation.group_id, sender=job.suspect, topic_id=conversation.topic_id
-    )
-    missed = set(await verify(job, run.client, claimed))
-    wiped = [
-        RecallResult(ref.msg_key, RecallOutcome.RECALLED, info=WIPED)
-        for ref in claimed
-        if ref.msg_key not in missed
-    ]
-    await run._ledger(ledger.finish_wipe, wipe_id, recalled=len(wiped), missed=len(missed))
-    for result in wiped:
-        await run._ledger(
-            ledger.record_recall, ids[result.msg_key], state=result.outcome.value, code=0, info=result.info
-        )
-    await run._ledger(ledger.record_verification, {ids[r.msg_key]: True for r in wiped})
-    leftover = [ref for ref in claimed if ref.msg_key in missed]
-    results = await recall(job, run.client, leftover)
-    for result in results:
-        await run._ledger(
-            ledger.record_recall,
-            ids[result.msg_key],
-            state=result.outcome.value,
-            code=result.code,
-            info=result.info,
-        )
-    unverified: list[str] = []
-    if run.policy.verify:
-        done = {r.msg_key for r in results if r.outcome.is_done}
-        checked = [ref for ref in leftover if ref.msg_key in done]
-        unverified = await verify(job, run.client, checked)
-        await run._ledger(
-            ledger.record_verification, {ids[ref.msg_key]: ref.msg_key not in unverified for ref in checked}
-        )
-    return wiped + results, skipped, unverified

@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from worker.jobs import Job
-from worker.pipeline import WIPED, JobReport, SkipReason
+from worker.pipeline import JobReport, SkipReason
 from worker.redact import bounded, redact
 from worker.tim.recall import RecallOutcome
 
@@ -64,6 +64,8 @@ class JobResult(BaseModel):
     ruleset: str | None = None
     window: dict[str, int] | None = None
     report: dict[str, Any] | None = None
+    #: The approved plan this job carried out, if it is a plan's apply job.
+    apply_plan: int | None = None
     messages_scanned: int = 0
     pages_fetched: int = 0
     matches: list[MatchRecord] = Field(default_factory=list)
@@ -104,6 +106,7 @@ def _job_fields(job: Job) -> dict[str, Any]:
         "ruleset": job.ruleset,
         "window": {"since": job.since, "until": job.until},
         "report": job.report.model_dump(exclude_defaults=True),
+        "apply_plan": job.apply_plan,
     }
 
 
@@ -124,11 +127,9 @@ def result_of(job: Job, report: JobReport, *, attempts: int, duration_s: float) 
         for match in item.matches
     ]
     skipped = [Skipped(msg_key=key, reason=reason.value) for key, reason in report.plan.skipped]
-    recalled, already, failed, wiped = [], [], [], []
+    recalled, already, failed = [], [], []
     for outcome in report.recalls:
-        if outcome.outcome is RecallOutcome.RECALLED and outcome.info == WIPED:
-            wiped.append(outcome.msg_key)
-        elif outcome.outcome is RecallOutcome.RECALLED:
+        if outcome.outcome is RecallOutcome.RECALLED:
             recalled.append(outcome.msg_key)
         elif outcome.outcome is RecallOutcome.ALREADY_RECALLED:
             already.append(outcome.msg_key)
@@ -161,7 +162,7 @@ def result_of(job: Job, report: JobReport, *, attempts: int, duration_s: float) 
         recalled=recalled,
         already_recalled=sorted(set(already)),
         planned=planned,
-        wiped=wiped,
+        wiped=report.wiped,
         wipe_proposed=report.plan.wipe or None,
         skipped=skipped,
         failed=failed,

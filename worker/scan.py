@@ -42,7 +42,6 @@ class ProgressCaller:
         self.console = console or Console(stderr=True)
         self.pages = 0
         self.reached = until
-        self.finished = False
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
@@ -76,10 +75,9 @@ class ProgressCaller:
                     stamps.append(stamp)
             if stamps:
                 self.reached = max(self.since, min(self.reached, *stamps))
-            finished = reply.get("IsFinished")
-            # A group's IsFinished 1 only says the requested 20 seqs came back whole, not that paging is done.
-            last = finished == 2 or (finished == 1 and "GroupId" not in reply)
-            self.update(done=reply.get("Complete") == 1 or last, messages=len(items))
+            # Whether paging is done is the history iterator's call, not a reply's: the bar is completed when
+            # the job returns (see run_scan).
+            self.update(messages=len(items))
         return reply
 
     def fraction(self, *, done: bool = False) -> float:
@@ -100,8 +98,6 @@ class ProgressCaller:
                 markup=False,
                 soft_wrap=True,
             )
-        if done:
-            self.finished = True
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -206,7 +202,7 @@ def summary_lines(result: JobResult) -> list[str]:
     )
     if outcomes:
         header += ": " + ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items())
-    applied_a_plan = not result.matches and bool(result.recalled or result.wiped)
+    applied_a_plan = result.apply_plan is not None
     if applied_a_plan:
         header += f"; applied an approved plan: {len(result.recalled)} recalled, {len(result.wiped)} wiped"
     lines.insert(0, header)
@@ -276,8 +272,7 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
                     report = await run_job(
                         job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=start.pk
                     )
-                    if not progress.finished:
-                        progress.update(done=True)  # a walk that ended without a reply saying so (a group's)
+                    progress.update(done=True)
             result = result_of(job, report, attempts=start.attempt, duration_s=time.perf_counter() - started)
             ledger.settle_job(
                 start.pk,

@@ -48,9 +48,9 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -296,6 +296,26 @@ def _children_cpu_s() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+@dataclass(slots=True)
+class _Timing:
+    """Wall time and CPU (this process's, the emulator's) from its creation to :meth:`stop`."""
+
+    cpu_s: float = field(default_factory=time.process_time)
+    emulator_cpu_s: float = field(default_factory=_children_cpu_s)
+    started: float = field(default_factory=time.perf_counter)
+
+    def stop(self, walked: Sequence[HistoryStats]) -> Measured:
+        elapsed = time.perf_counter() - self.started
+        return Measured(
+            messages=sum(s.messages for s in walked),
+            pages=sum(s.pages for s in walked),
+            elapsed_s=elapsed,
+            cpu_s=time.process_time() - self.cpu_s,
+            cpu_wall_s=elapsed,
+            emulator_cpu_s=_children_cpu_s() - self.emulator_cpu_s,
+        )
+
+
 @contextmanager
 def _pinned_away_from(core: int | None) -> Iterator[None]:
     """Run this process on every allowed core but ``core`` (the emulator's), if there is one left."""
@@ -334,21 +354,12 @@ async def _walk(url: str, groups: list[Seeded], since: int, *, serial: bool, rat
     """Walk every group's history through one client (concurrently, or one group after another)."""
     until = int(time.time()) + 60
     async with make_client(url, rate_per_command=rate, max_connections=GROUPS) as client:
-        cpu, emulator_cpu = time.process_time(), _children_cpu_s()
-        started = time.perf_counter()
+        timing = _Timing()
         if serial:
             walked = [await _walk_one(client, g, since, until) for g in groups]
         else:
             walked = await asyncio.gather(*(_walk_one(client, g, since, until) for g in groups))
-        elapsed = time.perf_counter() - started
-        return Measured(
-            messages=sum(s.messages for s in walked),
-            pages=sum(s.pages for s in walked),
-            elapsed_s=elapsed,
-            cpu_s=time.process_time() - cpu,
-            cpu_wall_s=elapsed,
-            emulator_cpu_s=_children_cpu_s() - emulator_cpu,
-        )
+        return timing.stop(walked)
 
 
 async def _scan(url: str, groups: list[Seeded], since: int) -> Measured:
@@ -356,13 +367,12 @@ async def _scan(url: str, groups: list[Seeded], since: int) -> Measured:
     ruleset = Rulebook().ruleset("default")
     scans = [_group_job(n, group, since) for n, group in enumerate(groups)]
     async with make_client(url, rate_per_command=DEFAULT_LIMIT, max_connections=GROUPS) as client:
-        cpu, emulator_cpu = time.process_time(), _children_cpu_s()
-        started = time.perf_counter()
+        timing = _Timing()
         walked = [HistoryStats() for _ in scans]
         found = await asyncio.gather(
             *(scan(job, client, ruleset, stats) for job, stats in zip(scans, walked, strict=True))
         )
-        elapsed = time.perf_counter() - started
+        measured = timing.stop(walked)
     for job, group, stats, matched in zip(scans, groups, walked, found, strict=True):
         spam = {m.ref.msg_key for m in matched.matched if m.ref.sender == group.suspect}
         if stats.messages != MESSAGES_PER_GROUP or spam != group.spam_seqs:
@@ -370,14 +380,7 @@ async def _scan(url: str, groups: list[Seeded], since: int) -> Measured:
                 f"{job.job_id}: scanned {stats.messages} messages, matched {len(spam)} of the suspect's "
                 f"{len(group.spam_seqs)} spam messages"
             )
-    return Measured(
-        messages=sum(s.messages for s in walked),
-        pages=sum(s.pages for s in walked),
-        elapsed_s=elapsed,
-        cpu_s=time.process_time() - cpu,
-        cpu_wall_s=elapsed,
-        emulator_cpu_s=_children_cpu_s() - emulator_cpu,
-    )
+    return measured
 
 
 async def _limiter_alone(seconds: float = 2.0) -> float:

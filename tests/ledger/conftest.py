@@ -11,6 +11,8 @@ import psycopg
 import pytest
 
 from tests.services import POSTGRES, require
+from worker.ledger import open_ledger
+from worker.ledger.store import Ledger
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -37,3 +39,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     with fresh_pg_schema() as url:
         yield url
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The ledger at ``database_url``, migrated (a module may define its own)."""
+    ledger = open_ledger(database_url)
+    yield ledger
+    ledger.dispose()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from typing import Any
 
 from rules.model import Match
+from tests.cli import cli_env, run_cli
 from tests.worker.harness import job
 from worker.jobs import Job
 from worker.ledger.store import Ledger, ScannedMessage, Started
@@ -51,14 +50,5 @@ def record(ledger: Ledger, job: Job, keys: list[str], **kwargs: Any) -> tuple[in
 
 def cli(database_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     """Run ``recall-worker ARGS`` on the ledger at ``database_url`` (and ``RECALL_<NAME>`` = each setting)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECALL_")}
-    env["RECALL_DATABASE_URL"] = database_url
-    env.update({f"RECALL_{name.upper()}": value for name, value in settings.items()})
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    named = {f"RECALL_{name.upper()}": value for name, value in settings.items()}
+    return run_cli(*args, env=cli_env({"RECALL_DATABASE_URL": database_url, **named}))

@@ -3,22 +3,13 @@ decision (approving a plan with them, or reopening the rejected plan) lifts it."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
 from tests.ledger.helpers import cli, make_job, record
-from worker.ledger import open_ledger
 from worker.ledger.store import Ledger, PlanStateError
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = open_ledger(database_url)
-    yield ledger
-    ledger.dispose()
 
 
 def audited(ledger: Ledger, job_id: str, msg_key: str) -> dict[str, Any]:

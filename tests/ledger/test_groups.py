@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.ledger.helpers import T0, scanned, start
+from tests.worker.groups import group_job as shared_group_job
 from worker.jobs import Job
-from worker.ledger import open_ledger
 from worker.ledger.store import Ledger, PlanStateError
 
 GROUP = "@TGS#2C5SZEAEF"
 TOPIC = "@TGS#_@TGS#2C5SZEAEF@TOPIC#_news"
 
 
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = open_ledger(database_url)
-    yield ledger
-    ledger.dispose()
-
-
 def group_job(job_id: str, *, topic: str | None = None, **extra: Any) -> Job:
-    conversation: dict[str, str] = {"type": "group", "group_id": GROUP}
-    if topic is not None:
-        conversation["topic_id"] = topic
-    return Job.model_validate(
-        {
-            "version": 1,
-            "job_id": job_id,
-            "conversation": conversation,
-            "suspect": "eve",
-            "window": {"since": T0, "until": T0 + 3600},
-            **extra,
-        }
-    )
+    """eve's messages in ``GROUP`` (or its ``topic``) over the hour from ``T0``."""
+    return shared_group_job(job_id, GROUP, suspect="eve", window=(T0, T0 + 3600), topic_id=topic, **extra)
 
 
 def test_a_seq_names_one_message_per_group_or_topic(ledger: Ledger) -> None:

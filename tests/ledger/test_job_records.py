@@ -3,7 +3,6 @@ recall the history shows done counts as verified."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,18 +10,10 @@ from sqlalchemy import select, update
 
 from tests.ledger.helpers import make_job, record
 from worker.jobs import Job
-from worker.ledger import open_ledger
 from worker.ledger.models import JobRow, RecallRow
 from worker.ledger.store import JobIdConflict, Ledger, Settled, Started, job_fingerprint
 
 RESULT = '{"job_id":"report-x",  "status":"done","note":"垃圾 \\u0000"}'.encode()
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = open_ledger(database_url)
-    yield ledger
-    ledger.dispose()
 
 
 def test_a_recall_the_history_shows_done_is_verified_after_a_redelivery(ledger: Ledger) -> None:

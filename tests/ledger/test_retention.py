@@ -3,23 +3,14 @@ without evidence cannot be approved, and nothing is recalled without its evidenc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from tests.ledger.helpers import cli, make_job, record
-from worker.ledger import open_ledger
 from worker.ledger.models import RecallRow
 from worker.ledger.store import Ledger, PlanStateError, now
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = open_ledger(database_url)
-    yield ledger
-    ledger.dispose()
 
 
 def evidence_body(ledger: Ledger, job_id: str, msg_key: str) -> object:

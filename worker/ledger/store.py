@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, Select, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.jobs import Job
@@ -173,50 +173,27 @@ class Ledger:
         captured again if the content is the same (its hash matches). A redelivered job's earlier matches
         are replaced. Returns the message row id of each MsgKey.
         """
-        key = conversation_key(job)
         scans = {scanned.msg_key: scanned for scanned in matched}
         with self._write() as session:
             session.execute(delete(MatchRow).where(MatchRow.job_pk == job_pk))
-            if not scans:
-                return {}
-            insert_missing(
-                session,
-                MessageRow,
-                (
-                    {
-                        "conversation_key": key,
-                        "msg_key": msg_key,
-                        "sender": scans[msg_key].sender,
-                        "receiver": scans[msg_key].receiver,
-                        "msg_time": scans[msg_key].timestamp,
-                    }
-                    for msg_key in sorted(scans)
-                ),
-                key=("conversation_key", "msg_key"),
-            )
-            ids = message_ids(session, key, sorted(scans))
-            by_pk = sorted((pk, scans[msg_key]) for msg_key, pk in ids.items())
-            captured = now()
-            evidence = {
-                pk: {
-                    "message_pk": pk,
-                    "job_pk": job_pk,
-                    "body": list(scanned.body),
-                    "cloud_custom_data": scanned.cloud_custom_data,
-                    "content_hash": content_hash(list(scanned.body), scanned.cloud_custom_data),
-                    "captured_at": captured,
-                }
-                for pk, scanned in by_pk
-            }
-            insert_missing(session, EvidenceRow, evidence.values(), key=("message_pk",))
-            recapture_purged(session, evidence)
+            ids = _record_messages(session, job_pk, job, scans)
             insert_missing(
                 session,
                 MatchRow,
-                (row for pk, scanned in by_pk for row in match_rows(job_pk, pk, scanned.matches)),
+                (
+                    row
+                    for msg_key, pk in sorted(ids.items(), key=lambda item: item[1])
+                    for row in match_rows(job_pk, pk, scans[msg_key].matches)
+                ),
                 key=("job_pk", "message_pk", "rule_id", "element_path"),
             )
         return ids
+
+    def record_evidence(self, job_pk: int, job: Job, messages: Iterable[ScannedMessage]) -> dict[str, int]:
+        """Record messages and their evidence as :meth:`record_scan` does, leaving the job's matches as they
+        are (for messages a plan shows that no rule matched: a wipe's). Returns each MsgKey's row id."""
+        with self._write() as session:
+            return _record_messages(session, job_pk, job, {m.msg_key: m for m in messages})
 
     # recalls ----------------------------------------------------------------------------------------
 
@@ -600,13 +577,7 @@ class Ledger:
     def finished_jobs(self, since: datetime, until: datetime) -> list[JobRow]:
         """The scan jobs (not plans' apply jobs) finished in ``[since, until]``, oldest first."""
         with self._read() as session:
-            rows = session.scalars(
-                select(JobRow)
-                .where(
-                    JobRow.finished_at >= since, JobRow.finished_at <= until, JobRow.applies_plan.is_(None)
-                )
-                .order_by(JobRow.id)
-            ).all()
+            rows = session.scalars(_scan_jobs_finished(since, until)).all()
             session.expunge_all()
             return list(rows)
 
@@ -615,13 +586,7 @@ class Ledger:
     ) -> Iterator[tuple[str, MessageRow, EvidenceRow, list[MatchRow]]]:
         """(job id, message, evidence, that job's matches on it) for jobs finished in ``[since, until]``."""
         with self._read() as session:
-            jobs = session.scalars(
-                select(JobRow)
-                .where(
-                    JobRow.finished_at >= since, JobRow.finished_at <= until, JobRow.applies_plan.is_(None)
-                )
-                .order_by(JobRow.id)
-            ).all()
+            jobs = session.scalars(_scan_jobs_finished(since, until)).all()
             for job in jobs:
                 message_ids = session.scalars(
                     select(MatchRow.message_pk).where(MatchRow.job_pk == job.id).distinct()
@@ -670,6 +635,56 @@ def _selected(plan: PlanRow, keys: dict[str, int], only: Collection[str] | None)
             f"plan {plan.id} is a wipe (one call for the whole sender): approve it whole, or reject it"
         )
     return [keys[key] for key in sorted(chosen)]
+
+
+def _scan_jobs_finished(since: datetime, until: datetime) -> Select[JobRow]:
+    """The jobs that scanned (not plans' apply jobs) and finished in ``[since, until]``, oldest first."""
+    return (
+        select(JobRow)
+        .where(JobRow.finished_at >= since, JobRow.finished_at <= until, JobRow.applies_plan.is_(None))
+        .order_by(JobRow.id)
+    )
+
+
+def _record_messages(
+    session: Session, job_pk: int, job: Job, scans: dict[str, ScannedMessage]
+) -> dict[str, int]:
+    """Insert the messages and their evidence (first capture wins; a purged one is recaptured if its content
+    is the same); the row id of each MsgKey."""
+    if not scans:
+        return {}
+    key = conversation_key(job)
+    insert_missing(
+        session,
+        MessageRow,
+        (
+            {
+                "conversation_key": key,
+                "msg_key": msg_key,
+                "sender": scans[msg_key].sender,
+                "receiver": scans[msg_key].receiver,
+                "msg_time": scans[msg_key].timestamp,
+            }
+            for msg_key in sorted(scans)
+        ),
+        key=("conversation_key", "msg_key"),
+    )
+    ids = message_ids(session, key, sorted(scans))
+    captured = now()
+    evidence = {
+        pk: {
+            "message_pk": pk,
+            "job_pk": job_pk,
+            "body": list(scans[msg_key].body),
+            "cloud_custom_data": scans[msg_key].cloud_custom_data,
+            "content_hash": content_hash(list(scans[msg_key].body), scans[msg_key].cloud_custom_data),
+            "captured_at": captured,
+        }
+        for msg_key, pk in sorted(ids.items(), key=lambda item: item[1])
+    }
+    insert_missing(session, EvidenceRow, evidence.values(), key=("message_pk",))
+    recapture_purged(session, evidence)
+    return ids
 
 
 def _locked_plan(session: Session, plan_id: int) -> PlanRow:

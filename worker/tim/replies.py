@@ -30,6 +30,17 @@ def _field(  # noqa: PLR0917 - called for dozens of fields; keywords would bury 
     return value
 
 
+def _choice(  # noqa: PLR0917 - as _field
+    obj: Mapping[str, Any], name: str, allowed: tuple[int, ...], command: str, where: str, default: Any = None
+) -> int:
+    """An integer field that must be one of ``allowed``."""
+    value: int = _field(obj, name, int, command, where, default)
+    if value not in allowed:
+        expected = ", ".join(map(str, allowed[:-1])) + f" or {allowed[-1]}"
+        raise TimProtocolError(command, f"{where}{name} is {value}, expected {expected}")
+    return value
+
+
 def _body(item: Mapping[str, Any], command: str, where: str) -> tuple[JsonObject, ...]:
     body = item.get("MsgBody", [])
     if body is None:
@@ -52,9 +63,7 @@ class RoamPage:
 def parse_roam_page(reply: Mapping[str, Any]) -> RoamPage:
     """Parse an ``admin_getroammsg`` reply."""
     cmd = ROAM_COMMAND
-    complete = _field(reply, "Complete", int, cmd, "")
-    if complete not in (0, 1):
-        raise TimProtocolError(cmd, f"Complete is {complete}, expected 0 or 1")
+    complete = _choice(reply, "Complete", (0, 1), cmd, "")
     items = _field(reply, "MsgList", list, cmd, "", default=[])
     messages = tuple(_roam_message(item, i) for i, item in enumerate(items))
     last_time = _field(reply, "LastMsgTime", int, cmd, "", default=0)
@@ -97,9 +106,7 @@ _PLACE_STATES = {0: MessageState.NORMAL, 1: MessageState.HOLE, 2: MessageState.R
 def parse_official_account_page(reply: Mapping[str, Any]) -> OfficialAccountPage:
     """Parse an ``official_account_msg_get_simple`` reply."""
     cmd = OA_HISTORY_COMMAND
-    finished = _field(reply, "IsFinished", int, cmd, "")
-    if finished not in (0, 1, 2):
-        raise TimProtocolError(cmd, f"IsFinished is {finished}, expected 0, 1 or 2")
+    finished = _choice(reply, "IsFinished", (0, 1, 2), cmd, "")
     items = _field(reply, "RspMsgList", list, cmd, "", default=[])
     messages = tuple(_official_account_message(item, i) for i, item in enumerate(items))
     last_key = reply.get("LastMsgKey")
@@ -113,9 +120,7 @@ def _official_account_message(item: Any, index: int) -> Message:
     cmd, where = OA_HISTORY_COMMAND, f"RspMsgList[{index}]."
     if not isinstance(item, dict):
         raise TimProtocolError(cmd, f"RspMsgList[{index}] is not an object")
-    place = _field(item, "IsPlaceMsg", int, cmd, where, default=0)
-    if place not in _PLACE_STATES:
-        raise TimProtocolError(cmd, f"{where}IsPlaceMsg is {place}, expected 0, 1 or 2")
+    place = _choice(item, "IsPlaceMsg", tuple(_PLACE_STATES), cmd, where, default=0)
     return Message(
         kind=ConversationKind.OFFICIAL_ACCOUNT,
         msg_key=_field(item, "MsgKey", str, cmd, where),
@@ -145,9 +150,7 @@ class GroupPage:
 def parse_group_page(reply: Mapping[str, Any]) -> GroupPage:
     """Parse a ``group_msg_get_simple`` reply. A message's ``msg_key`` is its ``MsgSeq`` as a string."""
     cmd = GROUP_HISTORY_COMMAND
-    finished = _field(reply, "IsFinished", int, cmd, "")
-    if finished not in (0, 1, 2):
-        raise TimProtocolError(cmd, f"IsFinished is {finished}, expected 0, 1 or 2")
+    finished = _choice(reply, "IsFinished", (0, 1, 2), cmd, "")
     items = _field(reply, "RspMsgList", list, cmd, "", default=[])
     return GroupPage(finished, tuple(_group_message(item, i) for i, item in enumerate(items)))
 
@@ -159,13 +162,9 @@ def _group_message(item: Any, index: int) -> Message:
     seq = _field(item, "MsgSeq", int, cmd, where)
     if seq < 1:
         raise TimProtocolError(cmd, f"{where}MsgSeq is {seq}, expected a positive integer")
-    place = _field(item, "IsPlaceMsg", int, cmd, where, default=0)
-    if place not in _PLACE_STATES:
-        raise TimProtocolError(cmd, f"{where}IsPlaceMsg is {place}, expected 0, 1 or 2")
+    place = _choice(item, "IsPlaceMsg", tuple(_PLACE_STATES), cmd, where, default=0)
     state = _PLACE_STATES[place]
-    system = _field(item, "IsSystemMsg", int, cmd, where, default=0)
-    if system not in (0, 1):
-        raise TimProtocolError(cmd, f"{where}IsSystemMsg is {system}, expected 0 or 1")
+    system = _choice(item, "IsSystemMsg", (0, 1), cmd, where, default=0)
     # Only placeholders (deleted, expired, recalled) may come without a time: a live message without one
     # could not be placed in or out of the window.
     if state is MessageState.NORMAL:
