@@ -312,9 +312,19 @@ class JobReport:
 
 
 def history_of(
-    job: Job, client: ApiCaller, stats: HistoryStats, *, since: int | None = None, until: int | None = None
+    job: Job,
+    client: ApiCaller,
+    stats: HistoryStats,
+    *,
+    since: int | None = None,
+    until: int | None = None,
+    start_seq: int | None = None,
 ) -> AsyncIterator[Message]:
-    """The job's history window (or a part of it), as its conversation type reads it."""
+    """The job's history window (or a part of it), as its conversation type reads it.
+
+    ``start_seq`` starts a group's walk at that seq rather than at the newest message (the other APIs page
+    by time alone and ignore it).
+    """
     conversation = job.conversation
     start, end = job.since if since is None else since, job.until if until is None else until
     if isinstance(conversation, C2CConversation):
@@ -337,6 +347,7 @@ def history_of(
         since=start,
         until=end,
         stats=stats,
+        start_seq=start_seq,
     )
 
 
@@ -448,19 +459,10 @@ async def verify(job: Job, client: ApiCaller, recalled: list[MessageRef]) -> lis
         return []
     pending = {ref.msg_key for ref in recalled}
     since, until = min(r.timestamp for r in recalled), max(r.timestamp for r in recalled)
-    conversation = job.conversation
-    if isinstance(conversation, GroupConversation):
-        messages = iter_group_history(
-            client,
-            group_id=conversation.group_id,
-            topic_id=conversation.topic_id,
-            since=since,
-            until=until,
-            start_seq=max(int(key) for key in pending),
-        )
-    else:
-        messages = history_of(job, client, HistoryStats(), since=since, until=until)
-    async for message in messages:
+    start_seq = max(int(key) for key in pending) if isinstance(job.conversation, GroupConversation) else None
+    async for message in history_of(
+        job, client, HistoryStats(), since=since, until=until, start_seq=start_seq
+    ):
         if message.msg_key in pending and message.state is MessageState.RECALLED:
             pending.discard(message.msg_key)
             if not pending:
