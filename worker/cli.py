@@ -677,6 +677,58 @@ def _add_ledger_commands(commands: Any) -> None:
     review.set_defaults(func=_review)
 
 
+def _intake(args: argparse.Namespace) -> int:
+    from worker.intake.server import serve_intake
+
+    return serve_intake(_settings(args))
+
+
+def _intake_store(args: argparse.Namespace) -> Any:
+    from worker.intake.store import IntakeStore
+    from worker.ledger import open_ledger
+
+    return IntakeStore(open_ledger(_settings(args).database_url).engine)
+
+
+def _intake_deliveries(args: argparse.Namespace) -> int:
+    rows = _intake_store(args).deliveries(state=args.state, limit=args.limit)
+    for row in rows:
+        print(orjson.dumps(row).decode())
+    if not rows:
+        print("no deliveries" + (f" in state {args.state}" if args.state else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def _intake_redeliver(args: argparse.Namespace) -> int:
+    moved = _intake_store(args).redeliver(args.ids)
+    print(f"{moved} dead deliver{'y' if moved == 1 else 'ies'} put back in line")
+    if moved < len(args.ids):
+        raise CommandError(
+            f"{len(args.ids) - moved} of the ids are no dead delivery; see intake deliveries --state dead"
+        )
+    return EXIT_OK
+
+
+def _add_intake_commands(commands: Any) -> None:
+    intake = commands.add_parser(
+        "intake",
+        help="serve the report intake (signed HTTP API turning user reports into jobs)",
+        epilog="Needs RECALL_INTAKE_KEYS (or RECALL_INTAKE_KEYS_FILE); serves on RECALL_INTAKE_HOST:"
+        "RECALL_INTAKE_PORT. Without a sub-command it serves.",
+    )
+    intake.set_defaults(func=_intake)
+    sub = intake.add_subparsers(dest="intake_command")
+    listing = sub.add_parser("deliveries", help="outcome webhooks and reporter notices (JSON lines)")
+    listing.add_argument(
+        "--state", choices=("pending", "delivered", "dead"), default=None, help="only this state"
+    )
+    listing.add_argument("--limit", type=int, default=100, help="most deliveries shown, newest first")
+    listing.set_defaults(func=_intake_deliveries)
+    again = sub.add_parser("redeliver", help="put dead deliveries back in line")
+    again.add_argument("ids", type=int, nargs="+", help="delivery ids (from intake deliveries)")
+    again.set_defaults(func=_intake_redeliver)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from rules.cli import add_rules_commands
@@ -688,6 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_queue_commands(commands)
     _add_tool_commands(commands)
     _add_ledger_commands(commands)
+    _add_intake_commands(commands)
     add_rules_commands(commands)
     return parser
 

@@ -91,6 +91,56 @@ class Settings(BaseSettings):
         "(behind a TLS-terminating proxy, set true)",
     )
 
+    # report intake
+    intake_keys: SecretStr | None = Field(
+        None,
+        description="keys signing reports, ID:SECRET,ID:SECRET (two during a rotation; unset: intake off)",
+    )
+    intake_keys_file: Path | None = Field(
+        None, description="file holding RECALL_INTAKE_KEYS (a mounted Secret)"
+    )
+    intake_host: str = Field("0.0.0.0", description="intake bind address")  # noqa: S104 - a pod must be reached
+    intake_port: int = Field(9104, ge=0, le=65535, description="intake HTTP port")
+    intake_quiet_s: float = Field(
+        60.0,
+        ge=0,
+        description="reports on one conversation and suspect gather until this long passes quietly",
+    )
+    intake_max_wait_s: float = Field(600.0, ge=0, description="a report waits at most this long for its job")
+    intake_lookback_s: int = Field(
+        86400, ge=60, le=90 * 86400, description="a report's job scans this far back from the first report"
+    )
+    intake_reporter_limit: int = Field(20, ge=1, description="reports one reporter may file per minute")
+    intake_trusted_reporters: list[str] = Field(
+        default_factory=list, description="comma-separated reporters whose reports act at once"
+    )
+    intake_low_trust: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="reporters below this trust score only get dry runs, unless others agree",
+    )
+    intake_agree: int = Field(
+        3, ge=1, description="distinct reporters on one suspect that make a low-trust report act"
+    )
+    intake_ruleset: str = Field("default", min_length=1, max_length=64, description="rule set of intake jobs")
+    intake_webhook_url: str | None = Field(None, description="the app backend's URL for report outcomes")
+    intake_webhook_secret: SecretStr | None = Field(None, description="key signing the outcome webhooks")
+    intake_webhook_attempts: int = Field(8, ge=1, le=50, description="deliveries tried before one is dead")
+    intake_webhook_timeout_s: float = Field(5.0, gt=0, description="wait this long for the app backend")
+    intake_notices: bool = Field(
+        False, description="tell reporters the outcome as a chat message from the admin"
+    )
+    intake_notice_templates: Path | None = Field(
+        None, description="YAML file of notice templates per language (default: the shipped ones)"
+    )
+    tim_callback_token: SecretStr | None = Field(
+        None, description="token of Tencent's callbacks: their Sign is checked when set"
+    )
+    intake_alarm_hold_s: float = Field(
+        300.0, gt=0, description="after a rate alarm, a command's budget stays lowered this long"
+    )
+
     # operations
     http_port: int = Field(9102, ge=0, le=65535, description="health and metrics port (0: off)")
     http_host: str = Field("0.0.0.0", description="health and metrics bind address")  # noqa: S104 - a pod must be probed
@@ -102,7 +152,7 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="redis://… to share the API rate limit across replicas")
 
-    @field_validator("protected_accounts", mode="before")
+    @field_validator("protected_accounts", "intake_trusted_reporters", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -131,6 +181,27 @@ class Settings(BaseSettings):
         return value
 
     _file_key: SecretStr | None = PrivateAttr(None)
+    _intake_keys: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _intake_keys_parsed(self) -> Settings:
+        if self.intake_keys_file is not None:
+            if self.intake_keys is not None:
+                raise ValueError("set RECALL_INTAKE_KEYS or RECALL_INTAKE_KEYS_FILE, not both")
+            try:
+                text = self.intake_keys_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"RECALL_INTAKE_KEYS_FILE {self.intake_keys_file}: {exc.strerror}") from None
+        elif self.intake_keys is not None:
+            text = self.intake_keys.get_secret_value().strip()
+        else:
+            return self
+        self._intake_keys = parse_intake_keys(text)
+        return self
+
+    def intake_key_map(self) -> dict[str, str]:
+        """The intake's signing keys, key id -> secret (empty when intake is not configured)."""
+        return dict(self._intake_keys)
 
     @model_validator(mode="after")
     def _key_from_file(self) -> Settings:
@@ -171,12 +242,32 @@ class Settings(BaseSettings):
         shown = self.model_dump(mode="json")
         if self.tim_key is not None or self._file_key is not None:
             shown["tim_key"] = MASK
-        if self.review_token is not None:
-            shown["review_token"] = MASK
+        for name in ("review_token", "intake_keys", "intake_webhook_secret", "tim_callback_token"):
+            if getattr(self, name) is not None:
+                shown[name] = MASK
         for name in ("broker_url", "redis_url", "database_url"):
             if shown.get(name):
                 shown[name] = _mask_url_password(shown[name])
         return shown
+
+
+def parse_intake_keys(text: str) -> dict[str, str]:
+    """``ID:SECRET,ID:SECRET`` (commas or newlines) as a dict; ValueError naming the problem, not a secret."""
+    keys: dict[str, str] = {}
+    for number, part in enumerate((p.strip() for p in text.replace("\n", ",").split(",")), start=1):
+        if not part:
+            continue
+        key_id, sep, secret = part.partition(":")
+        if not sep or not key_id.strip() or len(secret.strip()) < 16:
+            raise ValueError(f"intake key {number} must be ID:SECRET with a secret of 16 characters or more")
+        if key_id.strip() in keys:
+            raise ValueError(f"intake key id {key_id.strip()!r} is given twice")
+        keys[key_id.strip()] = secret.strip()
+    if not keys:
+        raise ValueError("no intake key given")
+    if len(keys) > 2:
+        raise ValueError("at most two intake keys are valid at once (the current one and the next)")
+    return keys
 
 
 def mask_url(url: str) -> str:

@@ -37,6 +37,7 @@ MAX_WINDOW_S = 90 * 86400  # the longest roaming period any plan offers
 MAX_TIMESTAMP = 2**32 - 1
 MAX_PLAN_ID = 2**31 - 1  # plans.id is an SQL INTEGER
 MAX_JOB_ID = 128
+MAX_REPORTS_PER_JOB = 1000
 JOB_ID_CHARACTERS = "A-Za-z0-9_.:-"  # a regex character class; job ids travel in AMQP headers and logs
 
 # The rules JSON Schema cannot express (they compare fields): the schema may accept a job the parser refuses
@@ -269,6 +270,11 @@ class Report(_Strict):
         default_factory=list, max_length=100, description="the reported group messages (MsgSeq)"
     )
     reported_at: Timestamp | None = None
+    reports: list[Annotated[str, Field(min_length=1, max_length=40), _JOB_ID_ONLY]] = Field(
+        default_factory=list,
+        max_length=MAX_REPORTS_PER_JOB,
+        description="the intake's reports this job answers (report ids)",
+    )
 
 
 class Job(_Strict):

@@ -8,7 +8,7 @@ replay it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +89,14 @@ class Queues:
                 )
                 count += 1
         return count
+
+    def publish_jobs(self, jobs: Sequence[tuple[str, bytes]]) -> None:
+        """Publish job documents as they are, (job id, body) each, to the jobs queue; returns once the broker
+        confirmed every one (the intake's outbox relay)."""
+        with self._connect(confirm=True) as conn:
+            publisher = Publisher(conn, self.topology, confirm_timeout_s=self.settings.confirm_timeout_s)
+            for job_id, body in jobs:
+                publisher.publish(self.names.jobs, body, headers={h.JOB_ID: job_id})
 
     def publish_raw(self, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
         """Publish an arbitrary body (tests, replays)."""

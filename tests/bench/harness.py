@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: an emulator process pinned to one core, a raw HTTP/1.1 load generator."""
+"""Shared benchmark plumbing: server processes pinned to one core, a raw HTTP/1.1 load generator."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -49,6 +51,61 @@ def emulator_process(*extra: str, core: int | None = None) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def pinned(command: Sequence[str], core: int | None) -> list[str]:
+    """``command`` run on ``core`` only (through ``taskset``), when a core is given and taskset exists."""
+    if core is not None and shutil.which("taskset"):
+        return ["taskset", "-c", str(core), *command]
+    return list(command)
+
+
+@contextmanager
+def service_process(
+    command: Sequence[str],
+    health_url: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    core: int | None = None,
+    startup_s: float = 30,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``command`` (pinned to ``core`` when possible), wait until ``health_url`` answers 200, stop it
+    with SIGTERM afterwards. If it exits or does not answer in time, the error quotes its stderr."""
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            pinned(command, core),
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+        def failure(what: str) -> RuntimeError:
+            stderr.seek(0)
+            tail = stderr.read()[-2000:].decode(errors="replace").strip()
+            return RuntimeError(f"{' '.join(command)}: {what}\n{tail}")
+
+        try:
+            deadline = time.monotonic() + startup_s
+            while True:
+                try:
+                    httpx.get(health_url, timeout=1).raise_for_status()
+                    break
+                except httpx.HTTPError:
+                    if proc.poll() is not None:
+                        raise failure(f"exited {proc.returncode} before answering {health_url}") from None
+                    if time.monotonic() > deadline:
+                        raise failure(f"no answer on {health_url} in {startup_s:.0f}s") from None
+                    time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def api_request(url: str, path: str, body: bytes) -> bytes:

@@ -2,8 +2,9 @@
 
 The Kubernetes schemas do not know custom resources: these pin down the shape and the fields the
 deployment relies on (KEDA's ScaledObject and TriggerAuthentication, the Prometheus operator's
-ServiceMonitor and PrometheusRule), so that a typo or a misplaced field fails offline instead of at apply
-time. They are deliberately smaller than the real CRDs; extend them when a manifest uses a new field.
+ServiceMonitor, the worker's and the report intake's, and PrometheusRule), so that a typo or a misplaced
+field fails offline instead of at apply time. They are deliberately smaller than the real CRDs; extend them
+when a manifest uses a new field.
 """
 
 from __future__ import annotations
@@ -163,28 +164,47 @@ SERVICE_MONITOR = _resource(
     "monitoring.coreos.com/v1",
     "ServiceMonitor",
     {
+        # The worker's and the intake's monitors: both select their own Service by labels and scrape one
+        # named port. Unknown fields fail (a misspelt `endpoint` or `intervall` would otherwise be dropped
+        # by the API server without a word).
         "type": "object",
         "required": ["selector", "endpoints"],
+        "additionalProperties": False,
         "properties": {
             "jobLabel": {"type": "string"},
+            "targetLabels": {"type": "array", "items": {"type": "string"}},
+            "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+            "sampleLimit": COUNT,
             "selector": {
                 "type": "object",
                 "minProperties": 1,
+                "additionalProperties": False,
                 "properties": {"matchLabels": STRING_MAP, "matchExpressions": {"type": "array"}},
             },
-            "namespaceSelector": {"type": "object"},
+            "namespaceSelector": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"any": {"type": "boolean"}, "matchNames": {"type": "array", "items": NAME}},
+            },
             "endpoints": {
                 "type": "array",
                 "minItems": 1,
                 "items": {
                     "type": "object",
                     "required": ["port"],
+                    "additionalProperties": False,
                     "properties": {
+                        # The Service port's name (targetPort would be the pod's).
                         "port": {"type": "string", "minLength": 1},
+                        "targetPort": {"type": ["string", "integer"]},
                         "path": {"type": "string", "pattern": "^/"},
                         "scheme": {"enum": ["http", "https"]},
                         "interval": DURATION,
                         "scrapeTimeout": DURATION,
+                        "honorLabels": {"type": "boolean"},
+                        "params": {"type": "object"},
+                        "relabelings": {"type": "array"},
+                        "metricRelabelings": {"type": "array"},
                     },
                 },
             },

@@ -8,7 +8,9 @@
   security context, resources, grace period against the shutdown budget, the ledger's migration step, the
   key as a Secret file, rules hot reload, scaling (on the queue the overlay's prefix names, also in a copied
   or a new overlay), disruption budget, network policy, monitoring, alerts (and the README's table of them),
-  the staging emulator.
+  the staging emulator; the report intake beside the worker (probes, security, secrets, CPU autoscaling,
+  disruption budget, network policy, monitoring, the example Ingress) and selectors that never mix the
+  worker's pods with the intake's.
 - The process: the installed entry point started the way the Deployment starts it (its environment, its
   Secret and ConfigMap files, its arguments), probed on the manifest's paths and stopped with SIGTERM; the
   migration step run the way its init container runs it, on a fresh and on an up-to-date ledger.
@@ -48,7 +50,7 @@ from alembic.script import ScriptDirectory
 from tests.deploy.crd_schemas import SCHEMAS
 from tests.services import free_port
 from worker.broker.topology import QueueNames
-from worker.config import Settings
+from worker.config import Settings, parse_intake_keys
 from worker.ledger.migrate import MIGRATIONS
 from worker.observability import Metrics
 from worker.results import Status
@@ -66,6 +68,14 @@ K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 BIN = Path(sys.executable).parent
 WORKER = "recall-worker"
 EMULATOR = "chat-emulator"
+BASE = DEPLOY / "k8s" / "base"
+# The report intake (`recall-worker intake`): Deployment, Service, HPA, PDB, NetworkPolicy, ServiceMonitor.
+INTAKE = "recall-intake"
+INTAKE_PORT = 9104
+# How long the intake takes to stop on SIGTERM (its contract: about 10 s).
+INTAKE_STOP_S = 10
+# Paths the intake serves that must stay inside the cluster.
+INTERNAL_PATHS = ("/metrics", "/healthz", "/readyz", "/openapi.json")
 
 # What the alerts may use besides the worker's own metrics: kube-state-metrics and KEDA's operator.
 EXTERNAL_METRICS = {
@@ -466,47 +476,80 @@ def volume(overlay: str, name: str, deployment: str = WORKER) -> dict[str, Any]:
     return found[0]
 
 
+def assert_valid(doc: dict[str, Any], where: str) -> None:
+    """``doc`` against its custom resource schema, or else against the Kubernetes schemas (every version)."""
+    where = f"{where}: {doc['kind']}/{doc['metadata']['name']}"
+    if doc["kind"] in SCHEMAS:
+        try:
+            jsonschema.Draft202012Validator(SCHEMAS[doc["kind"]]).validate(doc)
+        except jsonschema.ValidationError as exc:
+            pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}")
+        return
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where} (Kubernetes {version}): {exc.message} at {list(exc.path)}")
+
+
+# What the base renders for the worker and the intake; the overlays add the Namespace and the Secrets.
+BASE_KINDS = {
+    "ServiceAccount",
+    "ConfigMap",
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "HorizontalPodAutoscaler",
+    "ScaledObject",
+    "TriggerAuthentication",
+    "ServiceMonitor",
+    "PrometheusRule",
+}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_object_validates_against_its_schema(overlay: str) -> None:
     kinds = {d["kind"] for d in rendered(overlay)}
-    assert {
-        "Namespace",
-        "ServiceAccount",
-        "ConfigMap",
-        "Secret",
-        "Deployment",
-        "Service",
-        "PodDisruptionBudget",
-        "NetworkPolicy",
-        "ScaledObject",
-        "TriggerAuthentication",
-        "ServiceMonitor",
-        "PrometheusRule",
-    } <= kinds
+    assert {"Namespace", "Secret", *BASE_KINDS} <= kinds
     for doc in rendered(overlay):
-        where = f"{overlay}: {doc['kind']}/{doc['metadata']['name']}"
-        if doc["kind"] in SCHEMAS:
-            try:
-                jsonschema.Draft202012Validator(SCHEMAS[doc["kind"]]).validate(doc)
-            except jsonschema.ValidationError as exc:
-                pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}")
-            continue
-        for version in K8S_VERSIONS:
-            try:
-                kubernetes_validate.validate(doc, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                pytest.fail(f"{where} (Kubernetes {version}): {exc.message} at {list(exc.path)}")
+        assert_valid(doc, overlay)
+
+
+def test_the_base_renders_and_every_object_validates_against_its_schema() -> None:
+    docs = build(BASE)
+    assert {d["kind"] for d in docs} == BASE_KINDS, "the base holds no Namespace, Secret or Ingress"
+    for doc in docs:
+        assert_valid(doc, "base")
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for kind in ("Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"):
+        assert (kind, INTAKE) in names, f"the base deploys the intake's {kind}"
 
 
 @pytest.mark.parametrize("kind", sorted(SCHEMAS))
 def test_the_custom_resource_schemas_are_valid_and_reject_a_broken_object(kind: str) -> None:
     jsonschema.Draft202012Validator.check_schema(SCHEMAS[kind])
-    [good] = [d for d in rendered("example") if d["kind"] == kind]
+    examples = of_kind("example", kind)
+    assert examples, f"the example overlay renders no {kind}"
     validator = jsonschema.Draft202012Validator(SCHEMAS[kind])
-    assert validator.is_valid(good)
-    assert not validator.is_valid({**good, "spec": {}}), "an empty spec must fail"
-    assert not validator.is_valid({**good, "apiVersion": good["apiVersion"] + "beta1"})
-    assert not validator.is_valid({**good, "metadata": {"name": "Not_A_Name"}})
+    for good in examples:
+        assert validator.is_valid(good)
+        assert not validator.is_valid({**good, "spec": {}}), "an empty spec must fail"
+        assert not validator.is_valid({**good, "apiVersion": good["apiVersion"] + "beta1"})
+        assert not validator.is_valid({**good, "metadata": {"name": "Not_A_Name"}})
+
+
+def test_the_service_monitor_schema_rejects_misspelt_or_misplaced_fields() -> None:
+    validator = jsonschema.Draft202012Validator(SCHEMAS["ServiceMonitor"])
+    for good in of_kind("example", "ServiceMonitor"):
+        spec = good["spec"]
+        [endpoint] = spec["endpoints"]
+        assert not validator.is_valid({**good, "spec": {**spec, "endpoint": spec["endpoints"]}})
+        assert not validator.is_valid(
+            {**good, "spec": {**spec, "endpoints": [{**endpoint, "intervall": "30s"}]}}
+        )
+        assert not validator.is_valid({**good, "spec": {**spec, "endpoints": [{**endpoint, "port": 9104}]}})
+        assert not validator.is_valid({**good, "spec": {**spec, "selector": {}}}), "an empty selector"
 
 
 def test_the_scaled_objects_hpa_behavior_is_valid_kubernetes() -> None:
@@ -764,10 +807,8 @@ def test_disruption_budget_service_and_monitoring_select_the_worker(overlay: str
     assert int(annotations["prometheus.io/port"]) == container_port(worker_container(overlay), "metrics")
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_network_policy_allows_only_dns_broker_redis_ledger_and_https(overlay: str) -> None:
-    policy = one(overlay, "NetworkPolicy", WORKER)["spec"]
-    assert policy["podSelector"]["matchLabels"].items() <= pod_labels(overlay).items()
+def assert_egress_only_to_dns_broker_redis_ledger_and_https(overlay: str, policy: dict[str, Any]) -> None:
+    """The egress both pods need: DNS, RabbitMQ, Redis, PostgreSQL, public HTTPS (and staging's emulator)."""
     assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
     rules = {(p["port"], p["protocol"]): rule for rule in policy["egress"] for p in rule["ports"]}
     allowed = {
@@ -792,6 +833,13 @@ def test_the_network_policy_allows_only_dns_broker_redis_ledger_and_https(overla
     [internet] = rules[(443, "TCP")]["to"]
     assert internet["ipBlock"]["cidr"] == "0.0.0.0/0"
     assert set(internet["ipBlock"]["except"]) >= PRIVATE_RANGES, "HTTPS only to public addresses"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_network_policy_allows_only_dns_broker_redis_ledger_and_https(overlay: str) -> None:
+    policy = one(overlay, "NetworkPolicy", WORKER)["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels(overlay).items()
+    assert_egress_only_to_dns_broker_redis_ledger_and_https(overlay, policy)
     [ingress] = policy["ingress"]
     assert ingress["ports"] == [
         {"port": container_port(worker_container(overlay), "metrics"), "protocol": "TCP"}
@@ -802,11 +850,14 @@ def test_the_network_policy_allows_only_dns_broker_redis_ledger_and_https(overla
 
 
 def test_the_example_secret_holds_placeholders_only() -> None:
-    [secret] = of_kind("example", "Secret")
-    values = secret_data(secret)
-    assert set(values) == {"tim-key", "broker-url", "database-url"}
-    for key, value in values.items():
-        assert "REPLACE_ME" in value, f"{key}: the example must never carry a real credential"
+    secrets = {s["metadata"]["name"]: secret_data(s) for s in of_kind("example", "Secret")}
+    assert {name: set(values) for name, values in secrets.items()} == {
+        "recall-worker-secrets": {"tim-key", "broker-url", "database-url"},
+        "recall-intake-secrets": {"intake-keys", "webhook-secret", "tim-callback-token"},
+    }
+    for name, values in secrets.items():
+        for key, value in values.items():
+            assert "REPLACE_ME" in value, f"{name} {key}: the example must never carry a real credential"
 
 
 def test_the_example_overlay_sets_region_image_and_replicas() -> None:
@@ -851,6 +902,301 @@ def test_staging_runs_the_emulator_and_points_the_worker_at_it() -> None:
         and rule["ports"] == [{"port": int(options["--port"]), "protocol": "TCP"}]
         for rule in policy["egress"]
     ), "the worker's network policy must let it reach the emulator"
+
+
+# the report intake ----------------------------------------------------------------------------------------
+
+
+def intake_container(overlay: str) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = pod_spec(overlay, INTAKE)["containers"]
+    assert len(containers) == 1, "the intake's pod runs the intake only"
+    return containers[0]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions; a Service's plain map) matches ``labels``."""
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        selector = {"matchLabels": selector}
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        matched = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not matched:
+            return False
+    return True
+
+
+def pod_selectors(overlay: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every selector of pods in the overlay, as (what it belongs to, the selector)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for doc in rendered(overlay):
+        kind, name, spec = doc["kind"], doc["metadata"]["name"], doc.get("spec", {})
+        if kind == "Deployment":
+            found.append((f"Deployment/{name}", spec["selector"]))
+            for spread in spec["template"]["spec"].get("topologySpreadConstraints", []):
+                found.append((f"Deployment/{name} topology spread", spread["labelSelector"]))
+        elif kind in ("Service", "PodDisruptionBudget"):
+            found.append((f"{kind}/{name}", spec["selector"]))
+        elif kind == "NetworkPolicy":
+            found.append((f"{kind}/{name}", spec["podSelector"]))
+    return found
+
+
+def owner(what: str) -> str:
+    """The Deployment a selector belongs to, by the object's name (recall-worker-metrics: the worker's)."""
+    name = what.split(maxsplit=1)[0].split("/")[1]
+    return {"recall-worker-metrics": WORKER}.get(name, name)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_worker_and_the_intake_never_select_each_others_pods(overlay: str) -> None:
+    pods = {
+        d["metadata"]["name"]: pod_labels(overlay, d["metadata"]["name"])
+        for d in of_kind(overlay, "Deployment")
+    }
+    assert {WORKER, INTAKE} <= set(pods)
+    assert pod_labels(overlay, WORKER)["app.kubernetes.io/component"] == "worker"
+    assert pod_labels(overlay, INTAKE)["app.kubernetes.io/component"] == "intake"
+    selectors = pod_selectors(overlay)
+    for deployment in (WORKER, INTAKE):
+        kinds = {what.split("/")[0] for what, _ in selectors if owner(what) == deployment}
+        assert {"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"} <= kinds, deployment
+    for what, selector in selectors:
+        selected = {name for name, labels in pods.items() if selects(selector, labels)}
+        assert selected == {owner(what)}, f"{overlay}: {what} selects the pods of {sorted(selected)}"
+    # Autoscalers and monitors name their targets: KEDA the worker, the HPA the intake, one each.
+    scaled = {s["spec"]["scaleTargetRef"]["name"] for s in of_kind(overlay, "ScaledObject")}
+    hpas = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(overlay, "HorizontalPodAutoscaler")}
+    assert scaled == {WORKER} and hpas == {INTAKE}, "two autoscalers on one Deployment would fight"
+    services = of_kind(overlay, "Service")
+    for monitor in of_kind(overlay, "ServiceMonitor"):
+        picked = [
+            s["metadata"]["name"]
+            for s in services
+            if selects(monitor["spec"]["selector"], s["metadata"]["labels"])
+        ]
+        wanted = {WORKER: "recall-worker-metrics", INTAKE: INTAKE}[monitor["metadata"]["name"]]
+        assert picked == [wanted], f"ServiceMonitor/{monitor['metadata']['name']} picks {picked}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intake_runs_the_intake_command_with_probes_on_its_port(overlay: str) -> None:
+    container = intake_container(overlay)
+    assert "command" not in container and container["args"] == ["intake"], "the image's ENTRYPOINT, intake"
+    assert container["image"] == worker_container(overlay)["image"], "the intake ships with the worker"
+    env = resolved_env(overlay, container)
+    port = container_port(container, "http")
+    assert port == INTAKE_PORT
+    assert int(env.get("RECALL_INTAKE_PORT", Settings.model_fields["intake_port"].default)) == port, (
+        "the probes must hit the port the intake serves"
+    )
+    every_address = Settings.model_fields["intake_host"].default
+    assert env.get("RECALL_INTAKE_HOST", every_address) == every_address, "listen on the pod's address"
+    assert [p["containerPort"] for p in container["ports"]] == [port], "API, probes and metrics: one port"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        http_get = container[probe]["httpGet"]
+        assert http_get["path"] == path, f"{probe} on {path}"
+        assert http_get["port"] in ("http", port), f"{probe} on port {port}"
+        assert http_get.get("scheme", "HTTP") == "HTTP"
+    assert ("startupProbe" in container) == ("startupProbe" in worker_container(overlay)), (
+        "a startup probe where the worker has one"
+    )
+    # A readiness failure must take the pod out of the Service quickly; liveness must not restart a pod
+    # that only lost its database for a moment (readiness covers that).
+    readiness, liveness = container["readinessProbe"], container["livenessProbe"]
+    assert readiness["periodSeconds"] * readiness["failureThreshold"] <= 15
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 30
+    annotations = one(overlay, "Deployment", INTAKE)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and int(annotations["prometheus.io/port"]) == port
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intake_is_non_root_read_only_with_resources_and_a_grace_period(overlay: str) -> None:
+    pod = pod_spec(overlay, INTAKE)
+    container = intake_container(overlay)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] >= 1000
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["automountServiceAccountToken"] is False
+    account = one(overlay, "ServiceAccount", pod["serviceAccountName"])
+    assert account.get("automountServiceAccountToken") is False
+    assert pod["enableServiceLinks"] is False, (
+        "the Service recall-intake would inject RECALL_INTAKE_PORT=tcp://..."
+    )
+    resources = container["resources"]
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources[kind]), f"{kind} for cpu and memory"
+        assert quantity(resources[kind]["cpu"]) > 0
+    for resource in ("cpu", "memory"):
+        assert quantity(resources["requests"][resource]) <= quantity(resources["limits"][resource])
+    # On SIGTERM the intake finishes its requests within about 10 s; a preStop sleep comes first, so that the
+    # endpoints and the ingress controller stop sending before the port closes.
+    pre_stop = container.get("lifecycle", {}).get("preStop", {})
+    assert set(pre_stop) <= {"sleep"}, "a preStop hook that needs nothing from the image"
+    delay = pre_stop.get("sleep", {}).get("seconds", 0)
+    grace = pod["terminationGracePeriodSeconds"]
+    assert delay + INTAKE_STOP_S + 5 <= grace <= 60, f"grace {grace}s: preStop {delay}s + the intake's stop"
+    strategy = one(overlay, "Deployment", INTAKE)["spec"]["strategy"]
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0, "a rollout never lowers the serving pods"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intakes_pods_migrate_the_ledger_as_the_workers_do(overlay: str) -> None:
+    intake = pod_spec(overlay, INTAKE)
+    assert intake.get("initContainers") == pod_spec(overlay).get("initContainers"), (
+        "the same ledger-upgrade step as the worker's pods, whichever Deployment rolls first"
+    )
+    [database] = [v for v in intake_container(overlay)["env"] if v["name"] == "RECALL_DATABASE_URL"]
+    assert [database] == [v for v in worker_container(overlay)["env"] if v["name"] == "RECALL_DATABASE_URL"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intakes_secrets_are_files_or_secret_references_never_values(overlay: str) -> None:
+    pod = pod_spec(overlay, INTAKE)
+    container = intake_container(overlay)
+    env = resolved_env(overlay, container)
+    worker = worker_container(overlay)
+    worker_env = resolved_env(overlay, worker)
+    for name in ("RECALL_TIM_KEY", "RECALL_INTAKE_KEYS"):
+        assert name not in env, f"{name} is a mounted file, never an environment value"
+    for var in container["env"]:
+        assert "value" not in var or not re.search(r"://[^/@\s]*:[^/@\s]*@", var["value"]), var["name"]
+    # The Chat key for the notices: the worker's Secret file, mounted the same way.
+    assert env["RECALL_TIM_KEY_FILE"] == worker_env["RECALL_TIM_KEY_FILE"]
+    tim_mount = mount_for(container, env["RECALL_TIM_KEY_FILE"])
+    worker_mount = mount_for(worker, worker_env["RECALL_TIM_KEY_FILE"])
+    assert tim_mount == worker_mount
+    assert volume(overlay, tim_mount["name"], INTAKE) == volume(overlay, worker_mount["name"])
+    # The report-signing keys: a file of their own Secret, as readable as the app key and no more.
+    keys_file = env["RECALL_INTAKE_KEYS_FILE"]
+    mount = mount_for(container, keys_file)
+    assert mount.get("readOnly") is True and "subPath" not in mount
+    secret_volume = volume(overlay, mount["name"], INTAKE)["secret"]
+    [item] = [
+        i for i in secret_volume["items"] if i["path"] == keys_file.removeprefix(mount["mountPath"] + "/")
+    ]
+    mode = item.get("mode", secret_volume.get("defaultMode", 0o644))
+    assert not mode & 0o007 and mode & 0o040 and pod["securityContext"].get("fsGroup") is not None
+    intake_secret = one(overlay, "Secret", secret_volume["secretName"])
+    assert secret_data(intake_secret)[item["key"]].strip(), "the keys file must not be empty"
+    # The webhook key and Tencent's callback token: from the intake's Secret, by reference.
+    for name in ("RECALL_INTAKE_WEBHOOK_SECRET", "RECALL_TIM_CALLBACK_TOKEN"):
+        [var] = [v for v in container["env"] if v["name"] == name]
+        ref = var["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == intake_secret["metadata"]["name"] and not ref.get("optional"), name
+        assert env[name], f"{name} must not be empty"
+    # The broker and the ledger: the worker's, from the same Secret (the jobs reach the worker's queue).
+    for name in ("RECALL_BROKER_URL", "RECALL_DATABASE_URL"):
+        [var] = [v for v in container["env"] if v["name"] == name]
+        assert [var] == [v for v in worker["env"] if v["name"] == name], name
+    for name in ("RECALL_QUEUE_PREFIX", "RECALL_TIM_REGION", "RECALL_TIM_SDKAPPID", "RECALL_TIM_ADMIN"):
+        assert env.get(name) == worker_env.get(name), f"{name}: the intake and the worker must agree"
+    if "RECALL_TIM_BASE_URL" in worker_env:
+        assert env["RECALL_TIM_BASE_URL"] == worker_env["RECALL_TIM_BASE_URL"]
+    # The worker's pods see none of the intake's secrets.
+    for name in ("RECALL_INTAKE_KEYS_FILE", "RECALL_INTAKE_WEBHOOK_SECRET", "RECALL_TIM_CALLBACK_TOKEN"):
+        assert name not in worker_env, f"the worker does not need {name}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intake_autoscales_on_cpu_from_two_replicas(overlay: str) -> None:
+    deployment = one(overlay, "Deployment", INTAKE)
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count; a fixed one would fight it"
+    hpa = one(overlay, "HorizontalPodAutoscaler", INTAKE)
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    spec = hpa["spec"]
+    target = spec["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == ("apps/v1", "Deployment", INTAKE)
+    assert 2 <= spec["minReplicas"] <= spec["maxReplicas"]
+    [metric] = spec["metrics"]
+    assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    assert 50 <= metric["resource"]["target"]["averageUtilization"] <= 90
+    # Utilization is measured against the CPU requests: every container needs one (init containers aside).
+    for container in pod_spec(overlay, INTAKE)["containers"]:
+        assert quantity(container["resources"]["requests"]["cpu"]) > 0, f"{container['name']}: CPU request"
+    pdb = one(overlay, "PodDisruptionBudget", INTAKE)["spec"]
+    assert selects(pdb["selector"], pod_labels(overlay, INTAKE))
+    assert 1 <= pdb["minAvailable"] < spec["minReplicas"], "a drain keeps one pod and can still evict one"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intakes_service_and_monitor_reach_its_port(overlay: str) -> None:
+    container = intake_container(overlay)
+    service = one(overlay, "Service", INTAKE)["spec"]
+    assert service.get("type", "ClusterIP") == "ClusterIP"
+    assert selects(service["selector"], pod_labels(overlay, INTAKE))
+    [port] = service["ports"]
+    assert (port["name"], port["port"], port.get("protocol", "TCP")) == ("http", 80, "TCP")
+    assert port["targetPort"] in ("http", INTAKE_PORT)
+    assert container_port(container, "http") == INTAKE_PORT
+    monitor = one(overlay, "ServiceMonitor", INTAKE)["spec"]
+    [endpoint] = monitor["endpoints"]
+    assert endpoint["port"] == port["name"] and endpoint.get("path", "/metrics") == "/metrics"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intakes_network_policy_admits_only_its_port(overlay: str) -> None:
+    policy = one(overlay, "NetworkPolicy", INTAKE)["spec"]
+    assert selects(policy["podSelector"], pod_labels(overlay, INTAKE))
+    assert not selects(policy["podSelector"], pod_labels(overlay, WORKER))
+    assert_egress_only_to_dns_broker_redis_ledger_and_https(overlay, policy)
+    assert policy["ingress"], "the API must be reachable"
+    for rule in policy["ingress"]:
+        assert rule["ports"] == [{"port": INTAKE_PORT, "protocol": "TCP"}], (
+            "ingress to the intake's port only"
+        )
+        assert rule.get("from"), "every ingress rule names its sources"
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer, "from pods and namespaces, not from address ranges"
+            assert peer.get("namespaceSelector") != {}, "not from every namespace"
+    sources = [peer for rule in policy["ingress"] for peer in rule["from"]]
+    namespaces = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in sources
+        if "namespaceSelector" in peer and "podSelector" not in peer
+    }
+    assert {"monitoring", "ingress-nginx"} <= namespaces, "Prometheus and the ingress controller"
+
+
+def routes(path: str, path_type: str, request: str) -> bool:
+    """Whether an Ingress path (Prefix: whole path elements; Exact) takes a request path."""
+    if path_type == "Exact":
+        return request == path
+    prefix = path.rstrip("/")
+    return request == prefix or request.startswith(prefix + "/")
+
+
+def test_the_example_ingress_exposes_only_the_intakes_api_over_tls() -> None:
+    [ingress] = of_kind("example", "Ingress")
+    spec = ingress["spec"]
+    assert spec.get("ingressClassName"), "name the ingress class"
+    assert "defaultBackend" not in spec, "nothing but /v1 is routed"
+    hosts = [rule["host"] for rule in spec["rules"]]
+    assert hosts == ["reports.example.com"], "a placeholder host"
+    assert spec["tls"], "TLS"
+    covered = {host for tls in spec["tls"] for host in tls["hosts"]}
+    assert set(hosts) <= covered and all(tls.get("secretName") for tls in spec["tls"]), "TLS for every host"
+    service = one("example", "Service", INTAKE)
+    [service_port] = service["spec"]["ports"]
+    for rule in spec["rules"]:
+        for path in rule["http"]["paths"]:
+            assert (path["path"], path["pathType"]) == ("/v1", "Prefix"), "the API only"
+            backend = path["backend"]["service"]
+            assert backend["name"] == INTAKE
+            assert backend["port"] in ({"name": service_port["name"]}, {"number": service_port["port"]})
+            for request in ("/v1/reports", "/v1/reports/r-1", "/v1/callbacks/tencent"):
+                assert routes(path["path"], path["pathType"], request), request
+            for request in (*INTERNAL_PATHS, "/", "/v10"):
+                assert not routes(path["path"], path["pathType"], request), f"{request} must stay internal"
+    assert not of_kind("staging", "Ingress"), "staging reaches the intake by port-forward"
 
 
 def alert_rules(overlay: str = "example") -> list[dict[str, Any]]:
@@ -1088,6 +1434,93 @@ def test_the_worker_runs_as_the_deployment_runs_it_and_stops_on_sigterm(tmp_path
     events = [json.loads(line)["event"] for line in output.splitlines() if line.startswith("{")]
     assert "worker.stopping" in events and events[-1] == "worker.stopped", output
     assert key not in output, "the app key must never reach the logs"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_intakes_settings_load_with_its_secret_files_and_config_maps(
+    overlay: str, tmp_path: Path
+) -> None:
+    container = intake_container(overlay)
+    env = process_env(overlay, INTAKE, container, tmp_path)
+    shown = subprocess.run(
+        [*entry_point(), "config", "show"], env=env, capture_output=True, text=True, check=False, timeout=30
+    )
+    assert shown.returncode == 0, shown.stderr
+    settings = json.loads(shown.stdout)
+    assert settings["intake_port"] == container_port(container, "http")
+    assert settings["log_format"] == "json"
+    # The keys file was read and parsed at load (ID:SECRET, secrets of 16 characters or more: a bad file
+    # fails `config show`); shown by its path only.
+    assert settings["intake_keys"] is None and settings["intake_keys_file"] == env["RECALL_INTAKE_KEYS_FILE"]
+    assert parse_intake_keys(Path(env["RECALL_INTAKE_KEYS_FILE"]).read_text())
+    for name in ("tim_key", "intake_webhook_secret", "tim_callback_token"):
+        assert settings[name] == "***", f"{name}: set from the Secret and masked"
+    assert settings["broker_url"].startswith("amqp") and settings["database_url"].startswith("postgresql")
+    if overlay == "example":
+        assert settings["intake_webhook_url"].startswith("https://"), "the webhooks leave by HTTPS (443)"
+    for secret_name in ("recall-worker-secrets", "recall-intake-secrets"):
+        for key, value in secret_data(one(overlay, "Secret", secret_name)).items():
+            secret_part = re.sub(r"^.*://[^:]*:([^@]*)@.*$", r"\1", value) if "://" in value else value
+            parts = secret_part.split(",")
+            if key == "intake-keys":  # ID:SECRET: the ids may be shown, never the secrets
+                parts = [part.partition(":")[2] for part in parts]
+            for part in parts:
+                assert part not in shown.stdout + shown.stderr, f"{secret_name} {key} leaked into config show"
+
+
+def has_command(name: str) -> bool:
+    helped = subprocess.run(
+        [*entry_point(), "--help"], capture_output=True, text=True, check=True, timeout=30
+    )
+    return re.search(rf"^\s+{re.escape(name)}\s", helped.stdout, re.MULTILINE) is not None
+
+
+def test_the_intake_runs_as_the_deployment_runs_it_and_stops_on_sigterm(tmp_path: Path) -> None:
+    overlay = "example"
+    container = intake_container(overlay)
+    if not has_command(container["args"][0]):
+        pytest.skip(f"recall-worker has no `{container['args'][0]}` command yet")
+    env = process_env(overlay, INTAKE, container, tmp_path)
+    workdir = Path(env["HOME"])
+    # No RabbitMQ, PostgreSQL or Redis here: the embedded queue and a SQLite ledger in the /tmp volume,
+    # migrated first as the pod's init container does.
+    env["RECALL_BROKER_URL"] = f"sqlite:///{workdir}/queue.db"
+    env["RECALL_DATABASE_URL"] = f"sqlite:///{workdir}/ledger.db"
+    env.pop("RECALL_REDIS_URL", None)
+    env.pop("RECALL_INTAKE_WEBHOOK_URL", None)
+    [migrate] = pod_spec(overlay, INTAKE)["initContainers"]
+    migrated = subprocess.run(
+        [*entry_point(), *migrate["args"]],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    port = free_port()
+    env["RECALL_INTAKE_PORT"] = str(port)
+    env["RECALL_INTAKE_HOST"] = "127.0.0.1"
+    env["RECALL_HTTP_PORT"] = str(free_port())  # in case the command also serves the worker's port
+    log = tmp_path / "intake.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*entry_point(), *container["args"]], env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ok(base + container["readinessProbe"]["httpGet"]["path"], proc, log)
+        wait_ok(base + container["livenessProbe"]["httpGet"]["path"], proc, log)
+        assert get(base + "/metrics")[0] == 200, "the ServiceMonitor scrapes /metrics on the same port"
+        assert get(base + "/openapi.json")[0] == 200
+    finally:
+        code = stop(proc, timeout_s=INTAKE_STOP_S + 5)
+    output = log.read_text()
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal it caught: -SIGTERM is a clean end.
+    assert code in (0, -signal.SIGTERM), f"SIGTERM must end the intake cleanly, got {code}:\n{output}"
+    for secret in (env["RECALL_INTAKE_WEBHOOK_SECRET"], env["RECALL_TIM_CALLBACK_TOKEN"]):
+        assert secret not in output, "a secret reached the logs"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

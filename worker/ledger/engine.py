@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 #: Execution option marking a read-only engine: its SQLite transactions begin deferred.
 READ_ONLY = "ledger_read_only"
@@ -35,9 +36,10 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def make_engine(url: str | URL) -> Engine:
+def make_engine(url: str | URL, *, pre_ping: bool = True) -> Engine:
     """An engine for ``url``: SQLite files get WAL, full sync, foreign keys, a busy timeout, and
-    ``BEGIN IMMEDIATE`` for transactions that may write."""
+    ``BEGIN IMMEDIATE`` for transactions that may write. ``pre_ping`` checks a PostgreSQL connection with
+    a round trip each time it leaves the pool (off for a caller that retries on a dropped connection)."""
     parsed = make_url(url)
     if parsed.drivername.startswith("sqlite"):
         if parsed.database and parsed.database != ":memory:":
@@ -48,9 +50,18 @@ def make_engine(url: str | URL) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=pre_ping)
 
 
 def reader(engine: Engine) -> Engine:
     """``engine`` for read-only transactions (same pool)."""
     return engine.execution_options(**{READ_ONLY: True})
+
+
+def make_async_engine(url: str | URL) -> AsyncEngine | None:
+    """An asyncio engine for a PostgreSQL ``url`` (psycopg's async mode, no pre-ping); None for SQLite,
+    which has no async driver here."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        return None
+    return create_async_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -226,3 +226,130 @@ class BreakerRow(Base):
     tripped_at: Mapped[datetime]
     until: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text)
+
+
+# report intake ------------------------------------------------------------------------------------------
+
+
+class CaseRow(Base):
+    """Reports on one (conversation, suspect) gathered into one job.
+
+    ``open`` while reports still gather (at most one open case per conversation and suspect: a partial
+    unique index); ``queued`` once its job is in the outbox; then ``running``; finally ``done`` (the job
+    acted or proposed action), ``dismissed`` (it found nothing) or ``failed`` (the job gave up).
+    """
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index(
+            "uq_cases_open",
+            "conversation_key",
+            "suspect",
+            unique=True,
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
+        Index("ix_cases_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_key: Mapped[str] = mapped_column(String(200))
+    conversation: Mapped[dict[str, Any]]
+    suspect: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    opened_at: Mapped[datetime]
+    last_report_at: Mapped[datetime]
+    due_at: Mapped[datetime]  # when the job is made: quiet since the last report, or the deadline
+    deadline_at: Mapped[datetime]  # the latest due_at may move to: the first report's longest wait
+    reports: Mapped[int] = mapped_column(default=0)
+    follow_up_of: Mapped[int | None] = mapped_column(
+        ForeignKey("cases.id", ondelete="SET NULL"), default=None
+    )
+    job_id: Mapped[str | None] = mapped_column(String(128), unique=True, default=None)
+    mode: Mapped[str | None] = mapped_column(String(16), default=None)
+    why: Mapped[str | None] = mapped_column(Text, default=None)  # why the job runs in its mode
+    window_since: Mapped[int | None] = mapped_column(default=None)  # the job's window, once made
+    window_until: Mapped[int | None] = mapped_column(default=None)
+    max_seq: Mapped[int | None] = mapped_column(default=None)  # the newest group message its reports name
+    outcome: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    settled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ReportRow(Base):
+    """One user report, as the app backend filed it."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_id: Mapped[str] = mapped_column(String(40), unique=True)
+    case_pk: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    reporter: Mapped[str] = mapped_column(String(64), index=True)
+    suspect: Mapped[str] = mapped_column(String(64))
+    conversation_key: Mapped[str] = mapped_column(String(200))
+    msg_refs: Mapped[list[Any]]  # MsgKeys (one-to-one, official account) or MsgSeqs (group)
+    category: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    language: Mapped[str | None] = mapped_column(String(16), default=None)
+    reported_at: Mapped[int]
+    received_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(String(64), default="")  # which intake key signed it
+
+
+class ReporterRow(Base):
+    """A reporter's record: how many reports, how many held up, and this minute's count (rate limit)."""
+
+    __tablename__ = "reporters"
+
+    reporter: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reports: Mapped[int] = mapped_column(default=0)
+    upheld: Mapped[int] = mapped_column(default=0)
+    baseless: Mapped[int] = mapped_column(default=0)
+    window_start: Mapped[int] = mapped_column(default=0)  # Unix minute of the rate-limit window
+    window_count: Mapped[int] = mapped_column(default=0)
+    last_report_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OutboxRow(Base):
+    """A job waiting to be published (or published): stored with its case, sent by the relay."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(128), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class DeliveryRow(Base):
+    """One report outcome to deliver: a webhook to the app backend, or a chat notice to the reporter."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("report_pk", "kind", name="uq_delivery_report_kind"),
+        Index("ix_deliveries_due", "state", "next_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    report_pk: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "webhook" or "notice"
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SeenSignatureRow(Base):
+    """A signed intake request already served: the same signature again is a replay."""
+
+    __tablename__ = "seen_signatures"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    report_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    seen_at: Mapped[datetime] = mapped_column(index=True)

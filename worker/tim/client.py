@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from worker.redact import protect_logger
+from worker.tim.budget import BudgetStore, RedisBudget
 from worker.tim.errors import (
     TimApiError,
     TimError,
@@ -38,7 +39,7 @@ from worker.tim.errors import (
     TimTransportError,
 )
 from worker.tim.models import JsonObject
-from worker.tim.ratelimit import DEFAULT_RATE, DEFAULT_WINDOW_S, CommandLimiters
+from worker.tim.ratelimit import DEFAULT_RATE, DEFAULT_WINDOW_S, CommandLimiters, command_of, namespace_for
 from worker.tim.regions import base_url_for
 from worker.tim.usersig import UserSigProvider
 
@@ -116,6 +117,7 @@ class TimClient:
         usersig: UserSigProvider | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         redis_url: str | None = None,
+        budget: BudgetStore | None = None,
     ) -> None:
         self.sdkappid = sdkappid
         self.admin = admin
@@ -126,8 +128,13 @@ class TimClient:
         self._usersig = usersig or UserSigProvider(sdkappid, key, admin)
         # A shared limit needs a shared counter: with Redis, every replica of this app draws from one.
         self._redis = aioredis.from_url(redis_url) if redis_url else None
+        namespace = namespace_for(sdkappid)
+        # Tencent's rate alarm lowers a command's budget (worker.intake.callbacks); with Redis, every replica
+        # reads it from the same namespace. ``budget`` overrides that (tests, or an in-process store).
+        if budget is None and self._redis is not None:
+            budget = RedisBudget(self._redis, namespace)
         self._limiters = CommandLimiters(
-            rate_per_command, rate_window_s, redis=self._redis, namespace=f"recall:{sdkappid}"
+            rate_per_command, rate_window_s, redis=self._redis, namespace=namespace, budget=budget
         )
         # A call holds a slot from taking its rate-limit token until its answer, so that a token is never
         # taken by a request that then queues for a pooled connection and reaches the service late.
@@ -163,7 +170,7 @@ class TimClient:
         Raises :class:`TimApiError` for a non-zero ErrorCode once retries (if the code is retryable) are
         spent, and the other :class:`TimError` subclasses for transport and protocol failures.
         """
-        command = path.rsplit("/", 1)[-1]
+        command = command_of(path)
         payload = orjson.dumps(body)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_attempts) | stop_before_delay(self.retry.max_total_s),
