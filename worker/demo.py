@@ -3,8 +3,10 @@
 Starts the emulator on a free local port, seeds realistic conversations through the documented APIs
 (a one-to-one chat long enough to need many history pages, a false report, an official account, a group
 with one spammer among its members), submits
-report jobs to the on-disk queue, runs the worker until the queue is drained, and prints what was recalled,
-by which rule, and what was left and why. Needs no service and no network.
+report jobs to the on-disk queue, has four group members report the group's spammer over the intake's signed
+HTTP API (one job for the four), runs the worker until the queue is drained, and prints what was recalled,
+by which rule, and what was left and why, and the notices the reporters got. Needs no service and no
+network.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import orjson
 
 from worker.config import Settings
 from worker.consumer import Worker
+from worker.demo_intake import KEY_ID, file_reports, print_outcome, wait_for_the_job
 from worker.emulator.gateway import EmulatorConfig
 from worker.emulator.seed import (
     add_subscribers,
@@ -36,6 +39,7 @@ from worker.emulator.seed import (
     text,
 )
 from worker.emulator.server import EmulatorThread
+from worker.intake.server import IntakeThread, build_intake
 from worker.jobs import Job
 from worker.ledger import Ledger
 from worker.logs import configure_logging
@@ -308,17 +312,6 @@ def jobs_for(seeded: dict[str, Any], now: int) -> list[Job]:
             "mode": "dry_run",
             "report": {"reporter": "frank", "reason": "spam"},
         },
-        {
-            "job_id": "demo-group-carol-reports-mallory",
-            "conversation": {"type": "group", "group_id": seeded["group"]},
-            "suspect": "mallory",
-            "window": window,
-            "report": {
-                "reporter": "carol",
-                "reason": "spam",
-                "msg_seqs": [int(next(iter(seeded["group_planted"]))[4:-1])],
-            },
-        },
     ]
     return [Job.model_validate({"version": 1, **spec}) for spec in specs]
 
@@ -508,6 +501,9 @@ def run_demo(workdir: Path) -> int:
                 "tim_key": key,
                 "http_port": 0,
                 "retry_base_delay_s": 0.5,
+                "intake_keys": f"{KEY_ID}:{secrets.token_hex(16)}",
+                "intake_quiet_s": 1,
+                "intake_notices": True,
             }
         )
         now = int(time.time())
@@ -526,16 +522,21 @@ def run_demo(workdir: Path) -> int:
         queues = Queues(settings)
         jobs = jobs_for(seeded, now)
         queues.submit(jobs)
-        print(f"submitted {len(jobs)} report jobs to {settings.broker_url}; running the worker ...")
-        worker = Worker(settings, rulebook, exit_when_idle_s=1.5)
-        worker.run()
-        results = [
-            JobResult.model_validate(orjson.loads(e.body))
-            for e in queues.read(queues.names.results, take=True)
-        ]
-        print_summary(results, seeded, emulator.url)
+        print(f"submitted {len(jobs)} report jobs to {settings.broker_url} directly")
+        with IntakeThread(build_intake(settings, relay_interval_s=0.2)) as intake:
+            report_ids = file_reports(intake, settings, seeded)
+            wait_for_the_job(intake, settings, report_ids)
+            print("running the worker ...")
+            worker = Worker(settings, rulebook, exit_when_idle_s=1.5)
+            worker.run()
+            results = [
+                JobResult.model_validate(orjson.loads(e.body))
+                for e in queues.read(queues.names.results, take=True)
+            ]
+            print_summary(results, seeded, emulator.url)
+            print_outcome(intake, settings, report_ids, now - 5)
         print_audit(worker.ledger, "demo-alice-reports-bob", workdir)
-        expected = len(jobs)
+        expected = len(jobs) + 1  # and the intake's job
         wipe = next((p for p in worker.ledger.list_plans("pending") if p.is_wipe), None)
         if wipe is not None:
             expected += 1

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.intake.receiver import receiver  # noqa: F401 - the webhook receiver fixture
+from tests.intake.reports import QUIET_S, Clock
 from tests.ledger.conftest import fresh_pg_schema
+from worker.intake.store import IntakeStore, Timing
 from worker.ledger import open_ledger
 from worker.ledger.store import Ledger
 
@@ -29,3 +32,22 @@ def ledger(database_url: str) -> Iterator[Ledger]:
     ledger = open_ledger(database_url)
     yield ledger
     ledger.dispose()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The store's clock, set by the test."""
+    return Clock()
+
+
+@pytest.fixture
+def store(ledger: Ledger, clock: Clock) -> IntakeStore:
+    """The intake's store over ``ledger``: quiet period ``QUIET_S``, 5 reports a minute, one trusted
+    reporter (``moderator1``)."""
+    return IntakeStore(
+        ledger.engine,
+        timing=Timing(quiet_s=QUIET_S, max_wait_s=300),
+        reporter_limit=5,
+        trusted=frozenset({"moderator1"}),
+        clock=clock,
+    )

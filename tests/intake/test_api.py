@@ -19,6 +19,7 @@ from worker.intake.server import IntakeThread, build_intake
 from worker.intake.signing import signed_headers
 from worker.intake.store import IntakeStore
 from worker.ledger.engine import make_engine
+from worker.queues import Queues
 
 
 def intake_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
@@ -246,8 +247,6 @@ def test_100_concurrent_reports_from_30_reporters_over_http_make_one_job_naming_
         while running.intake.store.counts()["unpublished"] == 0 and not _published(running):
             assert time.monotonic() < deadline, "the case never became a job"
             time.sleep(0.2)
-    from worker.queues import Queues
-
     queues = Queues(settings)
     jobs = [orjson.loads(envelope.body) for envelope in queues.read(queues.names.jobs, wait_s=5)]
     assert len(jobs) == 1
@@ -255,7 +254,7 @@ def test_100_concurrent_reports_from_30_reporters_over_http_make_one_job_naming_
 
 
 def _published(running: IntakeThread) -> bool:
-    return running.intake.relay.metrics.jobs_published._value.get() > 0  # noqa: SLF001
+    return running.intake.relay.metrics.jobs_published._value.get() > 0
 
 
 def test_the_probes_and_metrics_answer(intake: IntakeThread) -> None:

@@ -3,46 +3,17 @@ replays, follow-up cases, and settling cases from the ledger's job records."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
 
-from tests.intake.reports import NOW, incoming
-from worker.intake.store import IntakeStore, Limited, Replayed, Stored, Timing
+from tests.intake.reports import NOW, QUIET_S, Clock, incoming, settle
+from worker.intake.store import IntakeStore, Limited, Replayed, Stored
 from worker.intake.trust import Policy
 from worker.jobs import parse_job
 from worker.ledger.store import Ledger
 from worker.results import JobResult
-
-QUIET_S = 30.0
-
-
-class Clock:
-    """A settable clock."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(ledger: Ledger, clock: Clock) -> Iterator[IntakeStore]:
-    yield IntakeStore(
-        ledger.engine,
-        timing=Timing(quiet_s=QUIET_S, max_wait_s=300),
-        reporter_limit=5,
-        trusted=frozenset({"moderator1"}),
-        clock=clock,
-    )
 
 
 def close(store: IntakeStore, policy: Policy | None = None) -> list[str]:
@@ -162,23 +133,6 @@ def test_one_to_one_reports_are_covered_by_the_send_time_in_their_msgkey(
     assert inside.case_id == first.case_id and outside.case_id != first.case_id
 
 
-def _settle(ledger: Ledger, store: IntakeStore, job_id: str, **result: object) -> None:
-    [body] = [body for _, jid, body in store.unpublished() if jid == job_id]
-    job = parse_job(body)
-    started = ledger.start_job(job, ruleset_version="test")
-    status = str(result.pop("status", "done"))
-    record = JobResult(job_id=job_id, status=status, **result)  # type: ignore[arg-type]
-    ledger.settle_job(
-        started.pk,  # type: ignore[union-attr]
-        status=status,
-        result=record.to_json(),
-        error=None,
-        scanned=10,
-        pages=1,
-        dead_reason=None,
-    )
-
-
 def test_settling_a_case_moves_reporter_trust_and_queues_one_delivery_per_report_and_channel(
     store: IntakeStore, ledger: Ledger, clock: Clock
 ) -> None:
@@ -220,7 +174,7 @@ def test_a_job_that_found_nothing_dismisses_its_reports_and_lowers_trust(
     [stored] = store.write_batch([incoming(reporter="baseless")])
     clock.now += QUIET_S + 1
     [job_id] = close(store)
-    _settle(ledger, store, job_id, status="done", messages_scanned=12)
+    settle(ledger, store, job_id, status="done", messages_scanned=12)
     store.track(webhook=False, notices=False)
     status = store.report_status(stored.report_id)  # type: ignore[union-attr]
     assert status is not None and status["status"] == "dismissed"
@@ -238,7 +192,7 @@ def test_low_trust_reporters_get_a_dry_run_unless_enough_agree(
         clock.now += QUIET_S + 1
         [job_id] = close(store, policy)
         assert outbox_jobs(store)[-1]["mode"] == "recall"
-        _settle(ledger, store, job_id, status="done")
+        settle(ledger, store, job_id, status="done")
         store.track(webhook=False, notices=False)
     store.write_batch([incoming(reporter="crier", msg_seqs=[2000])])
     clock.now += QUIET_S + 1

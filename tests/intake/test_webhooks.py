@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
-import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from email.utils import formatdate
 
 import httpx
 import orjson
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
+from tests.intake.receiver import SECRET, Receiver
 from tests.services import free_port
 from worker.intake.signing import BadSignature
 from worker.intake.webhooks import (
@@ -31,7 +24,6 @@ from worker.intake.webhooks import (
     webhook_headers,
 )
 
-SECRET = "whsec-3f9a1c7e5b2d4f6a8c0e"
 PAYLOAD = {
     "delivery_id": "dlv-000042",
     "report_id": "rep-2026-000123",
@@ -39,87 +31,6 @@ PAYLOAD = {
     "outcome": "actioned",
     "note": "举报已处理",
 }
-
-
-@dataclass
-class Received:
-    """One request as the receiver saw it."""
-
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    verified: bool
-    problem: str = ""
-
-
-@dataclass
-class Receiver:
-    """An app backend on a thread: verifies every delivery, records it, answers as the path says."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    received: list[Received] = field(default_factory=list)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def handle(self, request: Request) -> Response:
-        body = await request.body()
-        path = request.url.path
-        try:
-            verify_webhook(SECRET, request.headers, path, body)
-        except BadSignature as exc:
-            self.received.append(Received(path, dict(request.headers), body, False, str(exc)))
-            return PlainTextResponse(str(exc), status_code=401)
-        self.received.append(Received(path, dict(request.headers), body, True))
-        return await self.answer(request.path_params["behaviour"])
-
-    async def answer(self, behaviour: str) -> Response:
-        if behaviour == "hang":
-            await asyncio.to_thread(self.release.wait, 10)
-            return PlainTextResponse("too late")
-        make = ANSWERS.get(behaviour)
-        return make() if make else PlainTextResponse("no such behaviour", status_code=404)
-
-
-def _maintenance() -> Response:
-    when = formatdate(time.time() + 30, usegmt=True)
-    return PlainTextResponse("back soon", status_code=503, headers={"Retry-After": when})
-
-
-#: What the receiver answers, by the last segment of the path.
-ANSWERS: dict[str, Callable[[], Response]] = {
-    "ok": lambda: PlainTextResponse("stored"),
-    "no-content": lambda: Response(status_code=204),
-    # A misconfigured receiver that dumps its settings, secret included, into its error page.
-    "fail": lambda: PlainTextResponse(f"Traceback ... WEBHOOK_SECRET={SECRET!r}", status_code=500),
-    "refuse": lambda: PlainTextResponse("unknown outcome field\n\nrejected", status_code=400),
-    "busy": lambda: PlainTextResponse("slow down", status_code=429, headers={"Retry-After": "7"}),
-    "maintenance": _maintenance,
-    "moved": lambda: Response(status_code=302, headers={"Location": "/hooks/ok"}),
-}
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-    app = Starlette(routes=[Route("/hooks/{behaviour}", state.handle, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=state.host, port=0, log_level="warning", access_log=False, lifespan="off")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.01)
-    state.port = int(server.servers[0].sockets[0].getsockname()[1])
-    yield state
-    state.release.set()
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture

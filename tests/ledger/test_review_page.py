@@ -1,5 +1,5 @@
-"""The review page: signing in and out, cookies, escaping, CSRF, server-side flashes, and a moderator's
-approval (whole or a subset) in a real headless Chromium."""
+"""The review page: signing in and out, cookies, escaping, CSRF, server-side flashes, an intake job's
+reporters and their trust, and a moderator's approval (whole or a subset) in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -22,17 +22,23 @@ from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import update
 
 from tests.conftest import make_client
+from tests.intake.reports import incoming
 from tests.keyword_rules import KeywordRuleSet, StaticRules
-from tests.ledger.helpers import make_job, record
+from tests.ledger.helpers import make_job, record, scanned, start
 from tests.ledger.test_ledger import c2c_job, recalled, seed
 from tests.worker.groups import group_job, new_group, recalled_seqs, sent_by
 from tests.worker.harness import ThreadWorker, wait_results, worker_settings
 from worker.config import Settings
 from worker.emulator.seed import import_accounts, import_group_messages, text
 from worker.emulator.server import EmulatorThread
+from worker.intake.store import IntakeStore, Timing
+from worker.intake.trust import Policy
+from worker.jobs import Job, parse_job
 from worker.ledger import open_ledger
 from worker.ledger.models import EvidenceRow
+from worker.ledger.store import Ledger
 from worker.queues import Queues
+from worker.results import JobResult
 from worker.review.app import COOKIE, SecureCookie, build_review_app
 from worker.review.render import conversation_words
 from worker.review.server import ReviewThread
@@ -178,6 +184,77 @@ def test_a_plan_whose_evidence_was_purged_is_not_offered_for_approval(
         f"{review.url}/plans/{plan_id}/approve", headers=headers, data={"by": "ann", "csrf": csrf_of(page)}
     )
     assert approved.status_code == 409 and "evidence" in approved.text
+
+
+def close_into_job(intake: IntakeStore, ledger: Ledger, policy: Policy | None = None) -> tuple[Job, int]:
+    """Close the intake's due case into its job and start that job in the ledger: (job, job row id)."""
+    [job_id] = intake.close_due(policy or Policy(), lookback_s=3600, ruleset="default")
+    [(pk, body)] = [(pk, body) for pk, listed, body in intake.unpublished() if listed == job_id]
+    intake.mark_published([pk])
+    job = parse_job(body)
+    return job, start(ledger, job)
+
+
+def settle(intake: IntakeStore, ledger: Ledger, *, upheld: bool) -> None:
+    """Close the due case, run its job to the end (recalling a message, or finding nothing) and settle it."""
+    job, job_pk = close_into_job(intake, ledger)
+    result = JobResult(job_id=job.job_id, status="done", recalled=["10"] if upheld else [])
+    ledger.settle_job(
+        job_pk, status="done", result=result.to_json(), error=None, scanned=9, pages=1, dead_reason=None
+    )
+    intake.track(webhook=False, notices=False)
+
+
+def get_page(ledger: Ledger, path: str, tmp_path: Path) -> str:
+    """``path`` of the review app over ``ledger`` (the intake's reports read from its database), as a
+    signed-in moderator."""
+    settings = worker_settings(f"sqlite:///{tmp_path}/queue.db", "http://127.0.0.1:9", review_token=TOKEN)
+    app = build_review_app(ledger, Queues(settings), TOKEN)
+
+    async def fetch() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+
+    response = asyncio.run(fetch())
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_an_intake_jobs_plan_shows_its_reporters_and_their_trust(ledger: Ledger, tmp_path: Path) -> None:
+    intake = IntakeStore(ledger.engine, timing=Timing(quiet_s=0, max_wait_s=0))
+    intake.write_batch([incoming(reporter="alice", msg_seqs=[10])])
+    settle(intake, ledger, upheld=True)
+    intake.write_batch([incoming(reporter="bob", msg_seqs=[11])])
+    settle(intake, ledger, upheld=False)
+    intake.write_batch(
+        [
+            incoming(reporter="alice", msg_seqs=[12], description='spam again <script>alert("x")</script>'),
+            incoming(reporter="bob", msg_seqs=[13], category="scam"),
+            incoming(reporter="carol", msg_seqs=[14], description="y" * 1000),
+        ]
+    )
+    job, job_pk = close_into_job(intake, ledger, Policy(low_trust=0.9, agree=5))
+    assert job.mode == "dry_run"
+    ids = ledger.record_scan(job_pk, job, [scanned("12", sender="spammer"), scanned("14", sender="spammer")])
+    plan_id = ledger.create_plan(job_pk, "dry_run", ids.values())
+    other_pk, other_ids = record(ledger, make_job("preview-1", mode="dry_run"), ["m1"])
+    other_plan = ledger.create_plan(other_pk, "dry_run", other_ids.values())
+
+    page = get_page(ledger, f"/plans/{plan_id}", tmp_path)
+    assert "id=reporters" in page and "3 report(s)" in page
+    assert "<td>alice</td><td>spam</td><td class=trust>0.67 (1 upheld, 0 baseless)</td>" in page
+    assert "<td>bob</td><td>scam</td><td class=trust>0.33 (0 upheld, 1 baseless)</td>" in page
+    assert "<td>carol</td><td>spam</td><td class=trust>0.50 (0 upheld, 0 baseless)</td>" in page
+    assert "<script>" not in page
+    assert "spam again &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "y" * 499 + "\u2026" in page and "y" * 500 not in page, "the description is bounded"
+
+    other = get_page(ledger, f"/plans/{other_plan}", tmp_path)
+    assert "id=reporters" not in other and "class=trust" not in other and "report(s)" not in other
+    index = get_page(ledger, "/", tmp_path)
+    assert "3 report(s); trust alice 0.67, bob 0.33, carol 0.50" in index
+    assert index.count("class=reporters") == 1, "nothing new in the row of a job not from the intake"
 
 
 @pytest.mark.parametrize(

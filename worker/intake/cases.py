@@ -48,7 +48,8 @@ def job_id_of(case_id: int) -> str:
 def window_of(reports: Sequence[CaseReport], *, closed_at: int, lookback_s: int) -> Window:
     """The window a case's job scans."""
     moments = [r.reported_at for r in reports]
-    moments += [t for r in reports for ref in r.msg_refs if isinstance(ref, str) and (t := msg_key_time(ref))]
+    key_times = (msg_key_time(ref) for r in reports for ref in r.msg_refs if isinstance(ref, str))
+    moments += [t for t in key_times if t is not None]  # a MsgKey's time may be 0: test for None
     until = max([closed_at, *(r.reported_at for r in reports)])
     since = max(0, min(moments, default=until) - lookback_s, until - MAX_WINDOW_S)
     seqs = [ref for r in reports for ref in r.msg_refs if isinstance(ref, int)]

@@ -118,7 +118,7 @@ class ReportIn(_Strict):
 
 def msg_key_time(key: str) -> int | None:
     """The send time a MsgKey (``seq_random_time``) carries, or None."""
-    match = _MSG_KEY.match(key)
+    match = _MSG_KEY.fullmatch(key)  # not match: "$" would also accept a final newline
     return int(match.group(3)) if match else None
 
 

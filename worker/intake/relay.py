@@ -92,8 +92,7 @@ class Relay:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Pass after pass until ``stop`` is set (or the task is cancelled); a failed pass is logged."""
         stop = stop or asyncio.Event()
-        async with httpx.AsyncClient(follow_redirects=False) as http:
-            self._http = http
+        try:
             while not stop.is_set():
                 try:
                     await self.run_once()
@@ -101,6 +100,14 @@ class Relay:
                     log.warning("intake_relay_failed", error=type(exc).__name__, detail=str(exc)[:200])
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval_s)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the webhook client."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def run_once(self) -> None:
         """One pass: close due cases, publish, follow jobs, deliver."""
@@ -172,8 +179,10 @@ class Relay:
         )
 
     async def _send_webhook(self, delivery: Delivery) -> tuple[bool, bool, str, float | None]:
-        if self.webhook is None or self._http is None:
+        if self.webhook is None:
             return False, True, "no webhook configured", None
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
         attempt = await post_webhook(
             self._http,
             self.webhook.url,

@@ -23,7 +23,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -32,7 +32,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from worker import plans
-from worker.ledger.store import Ledger, PlanStateError
+from worker.intake.store import IntakeStore
+from worker.ledger.store import Ledger, PlanStateError, PlanView
 from worker.queues import Queues
 from worker.review import render
 
@@ -110,10 +111,24 @@ def _decision(
     return "Reopened; the plan waits for review again and its messages are no longer held back."
 
 
+def _reports_by_job(intake: IntakeStore, listed: list[PlanView]) -> dict[str, list[dict[str, Any]]]:
+    """The intake reports of the listed plans' jobs (only jobs that name reports: the intake's)."""
+    named = {plan.job_id for plan in listed if plan.job.get("report", {}).get("reports")}
+    return {job_id: intake.reports_of_job(job_id) for job_id in sorted(named)}
+
+
 def build_review_app(
-    ledger: Ledger, queues: Queues, token: str, *, secure_cookie: SecureCookie = "auto"
+    ledger: Ledger,
+    queues: Queues,
+    token: str,
+    *,
+    secure_cookie: SecureCookie = "auto",
+    intake: IntakeStore | None = None,
 ) -> Starlette:
-    """The review app over ``ledger``; decisions queue apply jobs on ``queues``."""
+    """The review app over ``ledger``; decisions queue apply jobs on ``queues``. A plan's job that came from
+    the report intake shows its reports, read from ``intake`` (by default the intake's tables in the
+    ledger's database)."""
+    reports = intake if intake is not None else IntakeStore(ledger.engine)
     csrf_value = _derive(token, "csrf")
     sessions = _Expiring(SESSION_S)
     flashes = _Expiring(FLASH_S, MAX_FLASHES)
@@ -172,14 +187,16 @@ def build_review_app(
     async def index(request: Request) -> Response:
         pending = ledger.list_plans("pending")
         rejected = ledger.list_plans("rejected", limit=RECENT_REJECTED)
-        return _html(render.plans_page(pending, flash_of(request), rejected, csrf=csrf_value))
+        filed = _reports_by_job(reports, pending + rejected)
+        return _html(render.plans_page(pending, flash_of(request), rejected, csrf=csrf_value, reports=filed))
 
     async def show(request: Request) -> Response:
         try:
             plan = ledger.plan(int(request.path_params["plan_id"]))
         except PlanStateError:
             return _html(render.page("Not found", "<p>No such plan.</p>", csrf_value), status_code=404)
-        return _html(render.plan_page(plan, csrf_value, flash_of(request)))
+        filed = reports.reports_of_job(plan.job_id)
+        return _html(render.plan_page(plan, csrf_value, flash_of(request), filed))
 
     async def decide(request: Request) -> Response:
         plan_id = int(request.path_params["plan_id"])

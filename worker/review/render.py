@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from worker.ledger.store import PlanItem, PlanView
@@ -26,6 +26,7 @@ input[type=text],input[type=password]{padding:5px;border:1px solid #c5cad3;borde
 .flash{background:#d6f5dd;padding:8px 12px;border-radius:4px}.error{background:#f8d7da;padding:8px 12px}
 header form{float:right;margin:0}header button{background:#3a4356;color:#fff;padding:2px 10px}
 label.pick{display:block;margin-bottom:6px;font-weight:600}.deselected{background:#f8d7da}
+.description{white-space:pre-wrap;overflow-wrap:anywhere}.reporters{color:#6a7385;font-size:12px}
 """
 
 REASONS = {
@@ -35,6 +36,12 @@ REASONS = {
     "rule_breaker_tripped": "held: rule's match rate spiked",
     "wipe": "proposed: wipe everything the suspect sent recently in the group",
 }
+
+
+#: The most of a report's description the page shows (the intake accepts up to 1,000 characters).
+DESCRIPTION_CHARS = 500
+#: The most reporters a row of the plan list names.
+LISTED_REPORTERS = 3
 
 
 def e(value: object) -> str:
@@ -87,10 +94,49 @@ def _when(epoch: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
-def _plan_rows(plans: Iterable[PlanView]) -> list[str]:
+def trust_words(report: Mapping[str, Any]) -> str:
+    """A reporter's trust with its record: ``0.67 (2 upheld, 0 baseless)``."""
+    return f"{report['trust']:.2f} ({report['upheld']} upheld, {report['baseless']} baseless)"
+
+
+def _bounded(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def reporters_section(reports: Sequence[Mapping[str, Any]]) -> str:
+    """The reports a plan's job answers (intake jobs): reporter, category, trust and description, one row
+    each; nothing for a job without reports."""
+    if not reports:
+        return ""
+    rows = "".join(
+        f"<tr class=reporter><td>{e(r['reporter'])}</td><td>{e(r['category'])}</td>"
+        f"<td class=trust>{e(trust_words(r))}</td>"
+        f"<td class=description>{e(_bounded(r['description'])) if r['description'] else '-'}</td></tr>"
+        for r in reports
+    )
+    return (
+        f"<section id=reporters><h2>{len(reports)} report(s)</h2><p>Trust is the share of a reporter's "
+        "settled reports that held up (a new reporter scores 0.50).</p>"
+        "<table><tr><th>reporter</th><th>category</th><th>trust</th><th>description</th></tr>"
+        f"{rows}</table></section>"
+    )
+
+
+def _reporters_line(reports: Sequence[Mapping[str, Any]]) -> str:
+    """The plan list's compact form: distinct reporters with their trust, the first few named."""
+    trust = {r["reporter"]: r["trust"] for r in reports}
+    named = ", ".join(f"{e(who)} {score:.2f}" for who, score in list(trust.items())[:LISTED_REPORTERS])
+    more = f" +{len(trust) - LISTED_REPORTERS} more" if len(trust) > LISTED_REPORTERS else ""
+    return f"<div class=reporters>{len(reports)} report(s); trust {named}{more}</div>"
+
+
+def _plan_rows(
+    plans: Iterable[PlanView], reports: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> list[str]:
     rows = []
     for plan in plans:
         report = plan.job.get("report", {})
+        filed = (reports or {}).get(plan.job_id, ())
         rows.append(
             f"<tr><td><a href='/plans/{plan.id}' class=plan-link>plan {plan.id}</a></td>"
             f"<td><span class='badge {e(plan.status)}'>{e(plan.status)}</span></td>"
@@ -98,7 +144,8 @@ def _plan_rows(plans: Iterable[PlanView]) -> list[str]:
             f"<td>{e(plan.job['suspect'])}</td>"
             f"<td class=conversation>{e(conversation_words(plan.job['conversation']))}</td>"
             f"<td class=count>{plan.message_count}</td>"
-            f"<td>{e(report.get('reporter', '-'))}: {e(report.get('reason', '-'))}</td>"
+            f"<td>{e(report.get('reporter', '-'))}: {e(report.get('reason', '-'))}"
+            f"{_reporters_line(filed) if filed else ''}</td>"
             f"<td>{e(plan.created_at.strftime('%Y-%m-%d %H:%M'))}</td></tr>"
         )
     return rows
@@ -114,12 +161,19 @@ def _plan_table(table_id: str, rows: list[str]) -> str:
 
 
 def plans_page(
-    plans: Iterable[PlanView], flash: str = "", rejected: Iterable[PlanView] = (), *, csrf: str | None = None
+    plans: Iterable[PlanView],
+    flash: str = "",
+    rejected: Iterable[PlanView] = (),
+    *,
+    csrf: str | None = None,
+    reports: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
-    """The index: plans awaiting review, and the latest rejected ones (which can be reopened)."""
-    rows = _plan_rows(plans)
+    """The index: plans awaiting review, and the latest rejected ones (which can be reopened).
+
+    ``reports`` maps a job id to the intake reports its job answers (see :func:`reporters_section`)."""
+    rows = _plan_rows(plans, reports)
     table = _plan_table("plans", rows) if rows else "<p id=no-plans>Nothing waits for review.</p>"
-    rejected_rows = _plan_rows(rejected)
+    rejected_rows = _plan_rows(rejected, reports)
     recent = (
         "<h2>Recently rejected</h2><p>Their messages are held back from every later job until a plan with "
         "them is approved, or the rejected plan is reopened.</p>"
@@ -224,10 +278,10 @@ def _item(
     )
 
 
-def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
-    """One plan: its job, each message's evidence, and the one decision form (one name, one note, a button
-    per decision the plan can take now). A pending plan that is not a wipe has a tick box per message (all
-    ticked): approving recalls the ticked ones only."""
+def plan_page(plan: PlanView, csrf: str, flash: str = "", reports: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One plan: its job, the reports it answers (with each reporter's trust), each message's evidence, and
+    the one decision form (one name, one note, a button per decision the plan can take now). A pending plan
+    that is not a wipe has a tick box per message (all ticked): approving recalls the ticked ones only."""
     job = plan.job
     in_group = job["conversation"].get("type") == "group"
     notice = f"<p class=flash id=flash>{e(flash)}</p>" if flash else ""
@@ -299,7 +353,7 @@ def plan_page(plan: PlanView, csrf: str, flash: str = "") -> str:
         f"<b>{e(job['suspect'])}</b> in <span id=conversation>{e(conversation_words(job['conversation']))}"
         f"</span>, window {_when(job['window']['since'])} to {_when(job['window']['until'])}; reported by "
         f"{e(report.get('reporter', '-'))} for {e(report.get('reason', '-'))}; rule set "
-        f"{e(job['ruleset'])}.</p>"
+        f"{e(job['ruleset'])}.</p>{reporters_section(reports)}"
         f"{_wipe_warning(plan) if plan.is_wipe else ''}{decided}{blocked}{form}"
         f"<h2>{len(plan.items)} message(s)</h2>{''.join(items)}",
         csrf,
