@@ -1,7 +1,8 @@
 """The README says what the code does: its command table matches the CLI's parser, its result example
 the result model.
 
-(The settings and metrics tables are checked in ``tests/test_config.py``, the alerts in ``tests/deploy``.)
+(The settings and metrics tables are checked in ``tests/test_config.py``, the alerts in ``tests/deploy``; the
+intake's metrics table and its curl example here.)
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import subprocess
 from pathlib import Path
 
 from worker.cli import build_parser
+from worker.config import load_settings
+from worker.intake.metrics import intake_metrics_table
+from worker.intake.server import IntakeThread, build_intake
 from worker.results import JobResult
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -76,7 +81,7 @@ def test_the_command_tables_options_exist() -> None:
     for words in table_commands():
         parser = top[words[0]]
         nested = subcommands(parser)
-        if nested:
+        if nested and len(words) > 1 and not words[1].startswith("-"):  # `intake` alone serves
             parser = nested[words[1]]
         for option in re.findall(r"--[a-z0-9][a-z0-9-]*", " ".join(words)):
             assert option in options(parser), f"`{' '.join(words)}`: no option {option}"
@@ -91,3 +96,28 @@ def test_the_results_example_is_a_complete_result() -> None:
         f"the example lacks {sorted(set(JobResult.model_fields) - set(example))}"
     )
     assert result.model_dump(mode="json") == example, "the example is a result as published"
+
+
+def test_the_readme_lists_every_intake_metric() -> None:
+    assert intake_metrics_table() in README, (
+        "regenerate the README's intake metrics table with worker.intake.metrics.intake_metrics_table()"
+    )
+
+
+def test_the_curl_example_files_a_report(tmp_path: Path) -> None:
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", section("The API"), re.DOTALL) if "openssl" in b]
+    first_line = block.splitlines()[0]
+    values = dict(part.split("=", 1) for part in first_line.split())
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path}/ledger.db",
+        broker_url=f"sqlite:///{tmp_path}/queue.db",
+        intake_keys=f"{values['KEY_ID']}:{values['SECRET']}",
+    )
+    with IntakeThread(build_intake(settings)) as intake:
+        script = block.replace(f"URL={values['URL']}", f"URL={intake.url}", 1)
+        ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, check=False)
+        assert ran.returncode == 0, ran.stderr
+        answer = json.loads(ran.stdout)
+        assert answer["status"] == "queued" and answer["report_id"].startswith("rpt_")
+        status = intake.intake.store.report_status(answer["report_id"])
+        assert status is not None and status["reporter"] == "carol"

@@ -148,9 +148,10 @@ def test_c2c_key_is_the_same_from_either_side(a: str, b: str) -> None:
 
 
 def test_c2c_keys_of_different_pairs_differ() -> None:
-    assert _c2c(reporter="alice", suspect="bob").conversation_key() != _c2c(
-        reporter="alice", suspect="carol"
-    ).conversation_key()
+    assert (
+        _c2c(reporter="alice", suspect="bob").conversation_key()
+        != _c2c(reporter="alice", suspect="carol").conversation_key()
+    )
 
 
 def test_conversation_keys_of_the_types_never_collide() -> None:

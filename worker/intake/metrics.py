@@ -51,3 +51,12 @@ class IntakeMetrics:
             ["what"],
             registry=r,
         )
+
+
+def intake_metrics_table() -> str:
+    """The Markdown table of the intake's metrics, as the README shows it."""
+    lines = ["| metric | meaning |", "|---|---|"]
+    for metric in IntakeMetrics().registry.collect():
+        name = metric.name + ("_total" if metric.type == "counter" else "")
+        lines.append(f"| `{name}` | {metric.documentation} |")
+    return "\n".join(lines)

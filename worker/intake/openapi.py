@@ -9,7 +9,15 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from worker.intake.model import ReportIn
+from worker.intake.model import (
+    ACCOUNT_IS_SUSPECT,
+    KEYS_OUTSIDE_GROUPS,
+    PEER_IS_SUSPECT,
+    PROTECTED,
+    SELF_REPORT,
+    SEQS_IN_GROUPS,
+    ReportIn,
+)
 from worker.intake.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 _SIGNED: list[dict[str, list[str]]] = [{"recallSignature": []}]
@@ -89,18 +97,46 @@ _STATUS = {
 }
 
 
+_TENCENT_REPLY = {
+    "type": "object",
+    "required": ["ActionStatus", "ErrorCode", "ErrorInfo"],
+    "properties": {
+        "ActionStatus": {"type": "string", "enum": ["OK", "FAIL"]},
+        "ErrorCode": {"type": "integer", "description": "0 with OK, else what was refused"},
+        "ErrorInfo": {"type": "string"},
+    },
+}
+
+#: What the parser refuses (422) that a JSON Schema cannot say: rules comparing fields, and the app's own.
+_UNSAID = (
+    SEQS_IN_GROUPS,
+    KEYS_OUTSIDE_GROUPS,
+    PEER_IS_SUSPECT,
+    ACCOUNT_IS_SUSPECT,
+    "reported_at is in the future",
+    SELF_REPORT,
+    PROTECTED,
+)
+
+
 def _json(schema: dict[str, Any] | str) -> dict[str, Any]:
     if isinstance(schema, str):
         schema = {"$ref": f"#/components/schemas/{schema}"}
     return {"content": {"application/json": {"schema": schema}}}
 
 
-def _answer(description: str, schema: dict[str, Any] | str = "Error", **headers: str) -> dict[str, Any]:
+def _header(description: str, kind: str = "integer") -> dict[str, Any]:
+    return {"schema": {"type": kind}, "description": description}
+
+
+def _answer(
+    description: str,
+    schema: dict[str, Any] | str = "Error",
+    headers: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     answer = {"description": description, **_json(schema)}
     if headers:
-        answer["headers"] = {
-            name: {"schema": {"type": "integer"}, "description": text} for name, text in headers.items()
-        }
+        answer["headers"] = headers
     return answer
 
 
@@ -109,6 +145,9 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI document of the intake's public routes."""
     report_schema = ReportIn.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = report_schema.pop("$defs", {})
+    report_schema["description"] += " Also refused (422), though this schema cannot say so: " + "; ".join(
+        _UNSAID
+    )
     return {
         "openapi": "3.1.0",
         "info": {
@@ -129,7 +168,11 @@ def openapi_document() -> dict[str, Any]:
                     "security": _SIGNED,
                     "requestBody": {"required": True, **_json("ReportIn")},
                     "responses": {
-                        "202": _answer("stored; its job follows", "Accepted"),
+                        "202": _answer(
+                            "stored; its job follows",
+                            "Accepted",
+                            {"Location": _header("the report's status (GET it, signed)", "string")},
+                        ),
                         "400": _answer("the body is not a JSON object"),
                         "401": _answer("missing, stale or wrong signature"),
                         "409": _answer("this signed request was served before"),
@@ -138,9 +181,13 @@ def openapi_document() -> dict[str, Any]:
                             "a field is invalid, or the report is refused (self-report, protected)"
                         ),
                         "429": _answer(
-                            "the reporter's limit is reached", Retry_After="seconds until it may report again"
+                            "the reporter's limit is reached",
+                            headers={"Retry-After": _header("seconds until it may report again")},
                         ),
-                        "503": _answer("the report store is unavailable", Retry_After="seconds to wait"),
+                        "503": _answer(
+                            "the report store is unavailable",
+                            headers={"Retry-After": _header("seconds to wait")},
+                        ),
                     },
                 }
             },
@@ -156,7 +203,10 @@ def openapi_document() -> dict[str, Any]:
                         "200": _answer("the report's status", "ReportStatus"),
                         "401": _answer("missing, stale or wrong signature"),
                         "404": _answer("no such report"),
-                        "503": _answer("the report store is unavailable", Retry_After="seconds to wait"),
+                        "503": _answer(
+                            "the report store is unavailable",
+                            headers={"Retry-After": _header("seconds to wait")},
+                        ),
                     },
                 }
             },
@@ -166,10 +216,12 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Tencent Chat's callbacks (Alert.RequestOverLimit lowers a command's budget)",
                     "description": "Checked by SdkAppid and, with a callback token, Sign and RequestTime.",
                     "responses": {
-                        "200": _answer("acknowledged", {"type": "object"}),
-                        "400": _answer("malformed callback", {"type": "object"}),
-                        "401": _answer("refused: another app, or a wrong or stale Sign", {"type": "object"}),
-                        "413": _answer("the body is too large", {"type": "object"}),
+                        "200": _answer("acknowledged", "TencentReply"),
+                        "400": _answer("malformed callback", "TencentReply"),
+                        "401": _answer("refused: a missing, wrong or stale Sign", "TencentReply"),
+                        "403": _answer("refused: another app's SdkAppid, or none", "TencentReply"),
+                        "413": _answer("the body is too large", "TencentReply"),
+                        "503": _answer("the budget store (Redis) is unavailable", "TencentReply"),
                     },
                 }
             },
@@ -181,6 +233,7 @@ def openapi_document() -> dict[str, Any]:
                 "Accepted": _ACCEPTED,
                 "ReportStatus": _STATUS,
                 "Error": _ERROR,
+                "TencentReply": _TENCENT_REPLY,
             },
             "securitySchemes": {
                 "recallSignature": {
