@@ -233,6 +233,7 @@ def _cases(emulator_url: str, tmp: Path) -> list[Case]:
             ["RECALL_CONCURENCY", "RECALL_CONCURRENCY"],
             {"RECALL_CONCURENCY": "8"},
         ),
+        *_intake_cases(),
     ]
     if reachable("127.0.0.1", 5432):
         cases.append(
@@ -245,6 +246,75 @@ def _cases(emulator_url: str, tmp: Path) -> list[Case]:
             )
         )
     return cases
+
+
+def _intake_cases() -> list[Case]:
+    """``recall-worker intake``: its keys and webhook settings, and its two sub-commands."""
+    key = "k1:intake-secret-0123456789"
+    three = ["k1:first-secret-0000000001", "k2:second-secret-000000002", "k3:third-secret-0000000003"]
+    return [
+        Case("intake: no keys", ["intake"], 2, ["RECALL_INTAKE_KEYS"]),
+        Case(
+            "intake: a key without a colon",
+            ["intake"],
+            2,
+            ["intake key 1", "ID:SECRET"],
+            {"RECALL_INTAKE_KEYS": "nocolon-secret-0123456789"},
+            never=["nocolon-secret-0123456789"],
+        ),
+        Case(
+            "intake: a secret shorter than 16 characters",
+            ["intake"],
+            2,
+            ["intake key 2", "16 characters or more"],
+            {"RECALL_INTAKE_KEYS": f"{key},k2:short-Zq9x"},
+            never=["short-Zq9x", "intake-secret-0123456789"],
+        ),
+        Case(
+            "intake: three keys",
+            ["intake"],
+            2,
+            ["at most two intake keys"],
+            {"RECALL_INTAKE_KEYS": ",".join(three)},
+            never=[k.split(":")[1] for k in three],
+        ),
+        Case(
+            "intake: a webhook without its secret",
+            ["intake"],
+            2,
+            ["RECALL_INTAKE_WEBHOOK_URL", "RECALL_INTAKE_WEBHOOK_SECRET"],
+            {"RECALL_INTAKE_KEYS": key, "RECALL_INTAKE_WEBHOOK_URL": "https://backend.example/outcomes"},
+            never=["intake-secret-0123456789"],
+        ),
+        Case(
+            "intake deliveries: an unknown state",
+            ["intake", "deliveries", "--state", "bogus"],
+            EXIT_USAGE,
+            ["--state", "bogus", "--help"],
+        ),
+        Case(
+            "intake redeliver: no such dead delivery",
+            ["intake", "redeliver", "999"],
+            2,
+            ["1 of the ids are no dead delivery", "intake deliveries --state dead"],
+        ),
+        Case(
+            "intake deliveries: an unreachable database",
+            ["intake", "deliveries"],
+            3,
+            ["ledger", "127.0.0.1:9", "RECALL_DATABASE_URL"],
+            {"RECALL_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/x"},
+            within_s=5.0,
+        ),
+    ]
+
+
+def test_intake_help_names_its_settings_and_sub_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["intake", "--help"])
+    shown = capsys.readouterr().out
+    assert "RECALL_INTAKE_KEYS" in shown and "deliveries" in shown and "redeliver" in shown
+    assert "intake" in {path.split()[1] for path, _ in _parsers(build_parser()) if " " in path}
 
 
 def test_every_bad_input_is_answered_in_one_line(emulator: EmulatorThread, tmp_path: Path) -> None:

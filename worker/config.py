@@ -196,7 +196,13 @@ class Settings(BaseSettings):
             text = self.intake_keys.get_secret_value().strip()
         else:
             return self
-        self._intake_keys = parse_intake_keys(text)
+        try:
+            self._intake_keys = parse_intake_keys(text)
+        except ValueError as exc:
+            variable = (
+                "RECALL_INTAKE_KEYS_FILE" if self.intake_keys_file is not None else "RECALL_INTAKE_KEYS"
+            )
+            raise ValueError(f"{variable}: {exc}") from None
         return self
 
     def intake_key_map(self) -> dict[str, str]:

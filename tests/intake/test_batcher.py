@@ -185,6 +185,23 @@ async def test_stop_before_start_is_harmless(store: Store) -> None:
 
 async def test_submit_before_start_is_refused(store: Store) -> None:
     batcher: Batcher[int, str] = Batcher(store.write)
-    with pytest.raises(RuntimeError, match="not started"):
+    with pytest.raises(RuntimeError, match="not running"):
         await batcher.submit(1)
     assert store.batches == []
+
+
+async def test_a_writer_answering_the_wrong_number_of_items_fails_that_batch_only() -> None:
+    calls = []
+
+    async def short(items: Sequence[int]) -> list[int]:
+        calls.append(len(items))
+        return list(items)[:-1] if len(calls) == 1 else list(items)
+
+    batcher: Batcher[int, int] = Batcher(short)
+    batcher.start()
+    with pytest.raises(RuntimeError, match="answered 0 of 1"):
+        await batcher.submit(1)
+    assert await batcher.submit(2) == 2
+    await batcher.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        await batcher.submit(3)

@@ -48,8 +48,8 @@ class Batcher(Generic[In, Out]):
 
     async def submit(self, item: In) -> Out:
         """Store ``item`` with the next batch; its outcome, or the batch's exception."""
-        if self._wake is None:
-            raise RuntimeError("the batcher is not started")
+        if self._wake is None or self._closing:
+            raise RuntimeError("the batcher is not running")
         future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
         self._wake.set()
@@ -70,6 +70,8 @@ class Batcher(Generic[In, Out]):
         del self._waiting[: self._max_batch]
         try:
             results = await self._write([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"the writer answered {len(results)} of {len(batch)} items")
         except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure, none is lost
             for _, future in batch:
                 if not future.done():

@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import anyio
 import httpx
 import structlog
 
@@ -101,7 +102,8 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval_s)
         finally:
-            await self.aclose()
+            with anyio.CancelScope(shield=True):  # ended by cancellation: close all the same
+                await self.aclose()
 
     async def aclose(self) -> None:
         """Close the webhook client."""

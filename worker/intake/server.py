@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import redis.asyncio
 import uvicorn
 from starlette.applications import Starlette
@@ -59,10 +60,10 @@ def _notices(settings: Settings) -> Notices | None:
     )
 
 
-def _tencent_callback(settings: Settings) -> Any:
+def _tencent_callback(settings: Settings, redis_client: Any) -> Any:
     budget: Any
-    if settings.redis_url:
-        budget = RedisBudget(redis.asyncio.from_url(settings.redis_url), namespace_for(settings.tim_sdkappid))
+    if redis_client is not None:
+        budget = RedisBudget(redis_client, namespace_for(settings.tim_sdkappid))
     else:
         budget = MemoryBudget()
     token = settings.tim_callback_token.get_secret_value() if settings.tim_callback_token else None
@@ -122,18 +123,23 @@ def build_intake(
         interval_s=relay_interval_s,
     )
 
+    redis_client = redis.asyncio.from_url(settings.redis_url) if settings.redis_url else None
+
     async def background() -> None:
         try:
             await relay.run()
         finally:
-            if notices is not None:
-                await notices.client.aclose()  # type: ignore[attr-defined]
+            with anyio.CancelScope(shield=True):  # the relay ends by cancellation: close all the same
+                if notices is not None:
+                    await notices.client.aclose()  # type: ignore[attr-defined]
+                if redis_client is not None:
+                    await redis_client.aclose()
 
     app = build_intake_app(
         store,
         Gatekeeping(keys, frozenset(settings.protected_accounts)),
         metrics=metrics,
-        tencent_callback=_tencent_callback(settings),
+        tencent_callback=_tencent_callback(settings, redis_client),
         background=background,
         clock=clock,
     )

@@ -3,14 +3,15 @@
 Each method is one transaction. :meth:`IntakeStore.write_batch` stores many reports in one (the intake
 commits what arrived together: a group commit), and is safe to run from several processes at once:
 
+- a signature is stored with its report, so the same signed request twice is one report (a replay is
+  answered as such, and does not count against the reporter's limit);
 - the rate limit counts a reporter's attempts in the current minute with one ``INSERT … ON CONFLICT DO
   UPDATE … RETURNING`` per reporter, so replicas share it exactly;
-- a signature is stored with its report, so the same signed request twice is one report;
 - reports on one conversation and suspect join the **open** case (a partial unique index allows one) by
   ``INSERT … ON CONFLICT DO UPDATE``, or, when a case's job already runs and scans what the report names,
   that case; otherwise they open a follow-up case.
 
-Rows are written in a stable order (reporters, signatures, then cases, each sorted by key), and every
+Rows are written in a stable order (signatures, reporters, then cases, each sorted by key), and every
 other writer locks in the same order, so two transactions never wait on each other in a circle; a deadlock
 PostgreSQL still reports is retried.
 """
@@ -221,9 +222,14 @@ class IntakeStore:
                 outcomes[index] = Replayed(None)  # the same request twice in one batch
             else:
                 first[item.signature] = index
-        fresh = self._within_limit(session, items, list(first.values()), moment, outcomes)
-        report_ids = {index: new_report_id() for index in fresh}
-        fresh = self._unseen(session, items, report_ids, now, outcomes)
+        report_ids = {index: new_report_id() for index in first.values()}
+        unseen = self._unseen(session, items, report_ids, now, outcomes)
+        fresh = self._within_limit(session, items, unseen, moment, outcomes)
+        if len(fresh) < len(unseen):  # a refused request was not served: the same one may come again
+            limited = sorted(items[i].signature for i in set(unseen) - set(fresh))
+            session.connection().execute(
+                delete(SeenSignatureRow).where(SeenSignatureRow.signature.in_(limited))
+            )
         if fresh:
             cases = self._cases_for(session, items, fresh, now)
             session.connection().execute(
@@ -694,26 +700,34 @@ class IntakeStore:
 
     def reports_of_job(self, job_id: str) -> list[dict[str, Any]]:
         """The reports a job answers, each with its reporter's trust (the review page)."""
+        return self.reports_of_jobs([job_id]).get(job_id, [])
+
+    def reports_of_jobs(self, job_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`reports_of_job` for several jobs in one query (jobs without reports are left out)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        if not job_ids:
+            return found
         with self._sessions() as session:
             rows = session.execute(
-                select(ReportRow, ReporterRow)
+                select(CaseRow.job_id, ReportRow, ReporterRow)
                 .join(CaseRow, CaseRow.id == ReportRow.case_pk)
                 .outerjoin(ReporterRow, ReporterRow.reporter == ReportRow.reporter)
-                .where(CaseRow.job_id == job_id)
+                .where(CaseRow.job_id.in_(list(job_ids)))
                 .order_by(ReportRow.id)
             )
-            return [
-                {
-                    "report_id": report.report_id,
-                    "reporter": report.reporter,
-                    "category": report.category,
-                    "description": report.description or "",
-                    "trust": round(trust_score(Record(r.upheld, r.baseless) if r else Record()), 2),
-                    "upheld": r.upheld if r else 0,
-                    "baseless": r.baseless if r else 0,
-                }
-                for report, r in rows
-            ]
+            for job_id, report, r in rows:
+                found.setdefault(str(job_id), []).append(
+                    {
+                        "report_id": report.report_id,
+                        "reporter": report.reporter,
+                        "category": report.category,
+                        "description": report.description or "",
+                        "trust": round(trust_score(Record(r.upheld, r.baseless) if r else Record()), 2),
+                        "upheld": r.upheld if r else 0,
+                        "baseless": r.baseless if r else 0,
+                    }
+                )
+        return found
 
     def counts(self) -> dict[str, int]:
         """Open cases, outbox rows not yet published, pending and dead deliveries (metrics)."""

@@ -114,7 +114,7 @@ def _decision(
 def _reports_by_job(intake: IntakeStore, listed: list[PlanView]) -> dict[str, list[dict[str, Any]]]:
     """The intake reports of the listed plans' jobs (only jobs that name reports: the intake's)."""
     named = {plan.job_id for plan in listed if plan.job.get("report", {}).get("reports")}
-    return {job_id: intake.reports_of_job(job_id) for job_id in sorted(named)}
+    return intake.reports_of_jobs(sorted(named))
 
 
 def build_review_app(
