@@ -1,4 +1,5 @@
-"""Shared fixtures: an emulator per session (in-process and as a subprocess), clients bound to it."""
+"""Shared fixtures: an emulator per session (in-process and as a subprocess), clients bound to it; a ledger
+database (a SQLite file, or a fresh schema on the real PostgreSQL) and the ledger over it."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.ledger.conftest import fresh_pg_schema
 from tests.services import free_port
 from worker.emulator.gateway import EmulatorConfig
 from worker.emulator.server import EmulatorThread
+from worker.ledger import open_ledger
+from worker.ledger.store import Ledger
 from worker.tim.client import RetryPolicy, TimClient
 
 SDKAPPID = 1400000000
@@ -83,3 +88,21 @@ def fresh_emulator_process(emulator_process: str) -> str:
     """The emulator process, reset to a fresh app."""
     httpx.post(f"{emulator_process}/_emulator/reset").raise_for_status()
     return emulator_process
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A ledger URL; PostgreSQL gets its own schema, dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/ledger.db"
+        return
+    with fresh_pg_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The ledger at ``database_url``, migrated (a module may define its own)."""
+    ledger = open_ledger(database_url)
+    yield ledger
+    ledger.dispose()

@@ -155,3 +155,27 @@ def test_the_worker_refuses_to_start_naming_every_bad_setting() -> None:
     )
     assert no_key.returncode == 2
     assert "set RECALL_TIM_KEY or RECALL_TIM_KEY_FILE" in no_key.stderr
+
+
+def test_the_intakes_secrets_are_masked_and_its_keys_checked(tmp_path: Path) -> None:
+    keys = "old:first-secret-0123456789,new:second-secret-987654321"
+    settings = load_settings(
+        intake_keys=keys, intake_webhook_secret="webhook-secret-value", tim_callback_token="callback-token"
+    )
+    assert settings.intake_key_map() == {"old": "first-secret-0123456789", "new": "second-secret-987654321"}
+    shown = str(settings.masked())
+    for secret in ("first-secret", "second-secret", "webhook-secret-value", "callback-token"):
+        assert secret not in shown
+    key_file = tmp_path / "keys"
+    key_file.write_text("k1:from-a-mounted-file-0123\n")
+    assert load_settings(intake_keys_file=key_file).intake_key_map() == {"k1": "from-a-mounted-file-0123"}
+    for bad, says in (
+        ("nocolon", "ID:SECRET"),
+        ("k1:short", "16 characters"),
+        ("a:0123456789abcdef,a:0123456789abcdef", "twice"),
+        ("a:0123456789abcdef,b:0123456789abcdef,c:0123456789abcdef", "at most two"),
+    ):
+        with pytest.raises(ConfigError, match=says) as refused:
+            load_settings(intake_keys=bad)
+        assert "RECALL_INTAKE_KEYS" in str(refused.value)
+        assert "0123456789abcdef" not in str(refused.value)

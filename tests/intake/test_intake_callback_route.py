@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from tests.intake.test_api import intake_settings
 from tests.intake.test_openapi import Answer, answer_problems
+from tests.intake.test_tencent_callback import ALARM, OK
 from tests.services import REDIS, free_port, require
 from worker.intake.server import IntakeThread, build_intake
 from worker.tim.budget import RedisBudget
@@ -32,14 +33,6 @@ from worker.tim.ratelimit import command_of, namespace_for
 
 ROUTE = "/v1/callbacks/tencent"
 TOKEN = "intake-callback-token-0123"
-ALARM = {
-    "CallbackCommand": "Alert.RequestOverLimit",
-    "ServiceName": "openim",
-    "Command": "batchsendmsg",
-    "Request": 510,
-    "Limit": 200,
-}
-OK = {"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""}
 #: The configured rate: the alarm's Limit (200) is above it, so the budget is lowered to half of this.
 RATE = 120
 LOWERED = 60

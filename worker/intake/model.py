@@ -24,6 +24,7 @@ from worker.jobs import (
     _Characters,
     _json_integer,
 )
+from worker.ledger.scans import c2c_key, conversation_key_of
 
 CATEGORIES: Final = ("spam", "scam", "harassment", "sexual", "violence", "other")
 MAX_MESSAGES = 100
@@ -95,14 +96,9 @@ class ReportIn(_Strict):
 
     def conversation_key(self) -> str:
         """The conversation's identity, as the ledger keys it (the same from either party's side)."""
-        conversation = self.conversation
-        if isinstance(conversation, C2CReportConversation):
-            return "c2c:" + "|".join(sorted((self.reporter, self.suspect)))
-        if isinstance(conversation, OfficialAccountConversation):
-            return f"oa:{conversation.account}"
-        if conversation.topic_id is not None:
-            return f"group:{conversation.group_id}|topic:{conversation.topic_id}"
-        return f"group:{conversation.group_id}"
+        if isinstance(self.conversation, C2CReportConversation):
+            return c2c_key(self.reporter, self.suspect)
+        return conversation_key_of(self.conversation)
 
     def job_conversation(self) -> dict[str, Any]:
         """The conversation as the job contract names it (a one-to-one one read from the reporter's side)."""

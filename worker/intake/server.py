@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from worker.intake.trust import Policy
 from worker.ledger import open_ledger
 from worker.ledger.engine import make_async_engine, make_engine
 from worker.queues import Queues
+from worker.serving import ServerThread
 from worker.tim.budget import MemoryBudget, RedisBudget
 from worker.tim.ratelimit import namespace_for
 
@@ -182,31 +181,17 @@ def serve_intake(settings: Settings) -> int:
     return 0
 
 
-class IntakeThread:
-    """The intake on a background thread, on a free port (tests)."""
+class IntakeThread(ServerThread):
+    """The intake on a background thread, on a free port (tests, the demo)."""
 
     def __init__(self, intake: Intake, host: str = "127.0.0.1") -> None:
+        super().__init__(_server(intake.app, host, 0), host, what="the intake")
         self.intake = intake
-        self._server = _server(intake.app, host, 0)
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve()), daemon=True)
-        self.host = host
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> IntakeThread:
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the intake did not start")
-            time.sleep(0.01)
-        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
+        self.stop()
         self.intake.close()

@@ -11,22 +11,32 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from worker.jobs import C2CConversation, Job, OfficialAccountConversation
+from worker.jobs import C2CConversation, GroupConversation, Job, OfficialAccountConversation
 from worker.ledger.models import EvidenceRow, MessageRow
 from worker.ledger.upsert import chunks
 
 
-def conversation_key(job: Job) -> str:
-    """A conversation's identity, the same from either party's side."""
-    conversation = job.conversation
-    if isinstance(conversation, C2CConversation):
-        return "c2c:" + "|".join(sorted((conversation.operator, conversation.peer)))
+def c2c_key(a: str, b: str) -> str:
+    """A one-to-one conversation's identity, the same from either party's side."""
+    return "c2c:" + "|".join(sorted((a, b)))
+
+
+def conversation_key_of(conversation: OfficialAccountConversation | GroupConversation) -> str:
+    """An official account's or a group's (or one topic's) identity."""
     if isinstance(conversation, OfficialAccountConversation):
         return f"oa:{conversation.account}"
     # A topic numbers its messages apart from its group's: (group, topic, seq) names one message.
     if conversation.topic_id is not None:
         return f"group:{conversation.group_id}|topic:{conversation.topic_id}"
     return f"group:{conversation.group_id}"
+
+
+def conversation_key(job: Job) -> str:
+    """A job's conversation's identity, the same from either party's side."""
+    conversation = job.conversation
+    if isinstance(conversation, C2CConversation):
+        return c2c_key(conversation.operator, conversation.peer)
+    return conversation_key_of(conversation)
 
 
 def content_hash(body: Any, cloud_custom_data: str) -> str:

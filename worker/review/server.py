@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import threading
-import time
 
 import uvicorn
 
@@ -13,6 +10,7 @@ from worker.config import Settings
 from worker.ledger import open_ledger
 from worker.queues import Queues
 from worker.review.app import build_review_app
+from worker.serving import ServerThread
 
 
 def _server(settings: Settings, host: str, port: int) -> uvicorn.Server:
@@ -41,29 +39,15 @@ def serve_review(settings: Settings, *, host: str = "127.0.0.1", port: int = 910
     return 0
 
 
-class ReviewThread:
+class ReviewThread(ServerThread):
     """The review page on a background thread, on a free port."""
 
     def __init__(self, settings: Settings, host: str = "127.0.0.1") -> None:
-        self._server = _server(settings, host, 0)
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve()), daemon=True)
-        self.host = host
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        super().__init__(_server(settings, host, 0), host, what="the review page")
 
     def __enter__(self) -> ReviewThread:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the review page did not start")
-            time.sleep(0.01)
-        self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        self.start(timeout_s=10)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self.stop(timeout_s=10)
