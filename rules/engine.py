@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rules.api import CompileContext, Matcher, Window
 from rules.errors import RulesError
+from rules.media import Media
 from rules.model import Match, RuleSpec
 from rules.plugins import Registry
 from rules.view import Batch
@@ -30,15 +31,16 @@ class Scanner:
         """The matches of per-message rules in ``message``."""
         return self.feed_many((message,))
 
-    def feed_many(self, messages: Sequence[Message]) -> list[Match]:
+    def feed_many(self, messages: Sequence[Message], media: Mapping[str, Media] | None = None) -> list[Match]:
         """The matches of per-message rules in ``messages`` (e.g. a page of history).
 
         The same matches as feeding them one by one, found faster: normalization and every automaton run
-        once over the whole batch.
+        once over the whole batch. ``media`` holds the pictures of these messages that media rules may
+        examine, by UUID (see :mod:`rules.media`).
         """
         if not messages:
             return []
-        batch = Batch.of(messages)
+        batch = Batch.of(messages, media)
         out: list[Match] = []
         for matcher in self._matchers:
             out.extend(matcher.scan(batch))
@@ -84,6 +86,12 @@ class RuleSet:
     def has_window_rules(self) -> bool:
         """True when some rule (like ``flood``) reports only in ``Scanner.finish``."""
         return any(m.window() is not None for m in self.matchers)
+
+    @property
+    def wants_media(self) -> bool:
+        """True when some rule (``qr``, ``image_hash``) examines pictures: a scan should be given the bytes
+        of the messages' :func:`rules.media.media_refs` (a matcher says so with ``wants_media = True``)."""
+        return any(getattr(m, "wants_media", False) for m in self.matchers)
 
 
 @dataclass(frozen=True)

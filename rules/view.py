@@ -10,10 +10,11 @@ per-message cost.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Collection, Hashable, Iterable, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from rules import normalize
+from rules.media import Media
 from rules.page import Page, Spec, field_of, walk, walk_page
 from rules.walk import Element, TextField
 from worker.tim.models import Message
@@ -146,10 +147,13 @@ class Batch:
     message, built on first use (for plugins: the built-in types work on ``page`` and :meth:`joined`).
     """
 
-    __slots__ = ("_joined", "_kinds", "_present", "_views", "messages", "page")
+    __slots__ = ("_joined", "_kinds", "_present", "_views", "media", "messages", "page")
 
-    def __init__(self, messages: Sequence[Message]) -> None:
+    def __init__(self, messages: Sequence[Message], media: Mapping[str, Media] | None = None) -> None:
         self.messages = messages
+        #: The pictures of these messages a media rule may examine, by :attr:`rules.media.MediaRef.uuid`
+        #: (empty unless the scan was given media).
+        self.media: Mapping[str, Media] = media or {}
         self.page = walk_page(messages)
         self._joined: dict[Hashable, Joined] = {}
         self._views: tuple[MessageView, ...] | None = None
@@ -157,9 +161,9 @@ class Batch:
         self._present: set[str] = set()
 
     @classmethod
-    def of(cls, messages: Sequence[Message]) -> Batch:
-        """A batch of these messages."""
-        return cls(messages)
+    def of(cls, messages: Sequence[Message], media: Mapping[str, Media] | None = None) -> Batch:
+        """A batch of these messages (and the media given for them)."""
+        return cls(messages, media)
 
     @property
     def views(self) -> tuple[MessageView, ...]:
