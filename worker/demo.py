@@ -27,6 +27,7 @@ import orjson
 from worker.config import Settings
 from worker.consumer import Worker
 from worker.demo_intake import KEY_ID, file_reports, print_outcome, wait_for_the_job
+from worker.demo_media import innocent_photo, qr_spam_picture, reposted_spam_picture
 from worker.emulator.gateway import EmulatorConfig
 from worker.emulator.seed import (
     add_subscribers,
@@ -149,11 +150,20 @@ GROUP_SPAM: dict[int, tuple[str, list[JsonObject]]] = {
 }
 
 
-def chat_body(i: int) -> list[JsonObject]:
+async def upload(emulator_url: str, picture: bytes) -> JsonObject:
+    """Store a picture in the emulator as a client would send it; its ``TIMImageElem``."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{emulator_url}/_emulator/media", content=picture)
+        answer.raise_for_status()
+        element: JsonObject = answer.json()
+        return element
+
+
+def chat_body(i: int, photo: JsonObject | None = None) -> list[JsonObject]:
     line = CLEAN_EN[i % len(CLEAN_EN)] if i % 3 else CLEAN_ZH[i % len(CLEAN_ZH)]
     body = [text(f"{line} ({i})")]
     if i % 17 == 0:
-        body.append(image(f"https://cdn.example.net/photo-{i}.jpg"))
+        body.append(photo or image(f"https://cdn.example.net/photo-{i}.jpg"))
     return body
 
 
@@ -166,6 +176,7 @@ async def chat(
     *,
     spam: dict[int, list[JsonObject]],
     step_s: int = 30,
+    photo: JsonObject | None = None,
 ) -> dict[int, str]:
     """``count`` messages alternating a -> b (even) and b -> a (odd); ``spam`` replaces some bodies.
 
@@ -181,7 +192,7 @@ async def chat(
             timestamp=start + i * step_s,
             seq=i + 1,
             random=1000 + i,
-            body=spam.get(i, chat_body(i)),
+            body=spam.get(i, chat_body(i, photo)),
         )
         if i in spam:
             keys[i] = key
@@ -190,13 +201,16 @@ async def chat(
 
 async def seed(client: TimClient, emulator_url: str, now: int) -> dict[str, Any]:
     """Every conversation of the demo; returns what the summary needs to know."""
-    await import_accounts(client, ["alice", "bob", "carol", "dave", "eve", "frank", "newsdesk"])
+    await import_accounts(
+        client, ["alice", "bob", "carol", "dave", "eve", "frank", "ivan", "judy", "newsdesk"]
+    )
     start = now - 2 * 3600
+    photo = await upload(emulator_url, innocent_photo(seed=3))  # what friends share now and then
     # alice <-> bob: 240 messages over two hours; bob (odd indexes) mixes spam into ordinary chat, and alice
     # quotes it back once: the same words, but she is not the suspect.
     spam = {31 + 30 * n: body for n, (_, body) in enumerate(OFFENDING)}
     spam[100] = [text("bob why do you keep sending me this free crypto stuff??")]
-    keys = await chat(client, "alice", "bob", start, 240, spam=spam)
+    keys = await chat(client, "alice", "bob", start, 240, spam=spam, photo=photo)
     planted = {keys[31 + 30 * n]: label for n, (label, _) in enumerate(OFFENDING)}
     quote = keys[100]
     # bob sent spam long before the report window too: outside the window, it stays.
@@ -210,10 +224,28 @@ async def seed(client: TimClient, emulator_url: str, now: int) -> dict[str, Any]
         body=[text("free crypto, last chance")],
     )
     # carol <-> dave: a false report; nothing breaks the rules.
-    await chat(client, "dave", "carol", start, 40, spam={}, step_s=60)
+    await chat(client, "dave", "carol", start, 40, spam={}, step_s=60, photo=photo)
     # eve <-> frank: a report a moderator wants to preview first (dry run).
     preview_spam = {9: [text("专业代开发票，量大从优")], 21: [text("join now: https://scam-example.com/vip")]}
-    preview = await chat(client, "frank", "eve", start, 30, spam=preview_spam)
+    preview = await chat(client, "frank", "eve", start, 30, spam=preview_spam, photo=photo)
+    # judy <-> ivan: ivan posts pictures: a QR code to a blocked site, a known spam picture posted again
+    # smaller and re-encoded, and a holiday photo (which stays).
+    pictures = {
+        5: ("QR code to a blocked site", await upload(emulator_url, qr_spam_picture())),
+        11: ("known spam picture, re-encoded at 75 %", await upload(emulator_url, reposted_spam_picture())),
+        15: ("holiday photo", await upload(emulator_url, innocent_photo())),
+    }
+    shown = await chat(
+        client,
+        "judy",
+        "ivan",
+        start,
+        20,
+        spam={i: [text("look"), element] for i, (_, element) in pictures.items()},
+        photo=photo,
+    )
+    media_planted = {shown[i]: label for i, (label, _) in pictures.items() if i != 15}
+    innocent = shown[15]
     previewed = {preview[9]: "Chinese keyword (preview)", preview[21]: "link (preview)"}
     # an official account: 45 news posts over the last 90 minutes, three of them bad
     account = await create_official_account(
@@ -247,6 +279,8 @@ async def seed(client: TimClient, emulator_url: str, now: int) -> dict[str, Any]
         "old_key": old_key,
         "account": account,
         "oa_planted": oa_planted,
+        "media_planted": media_planted,
+        "innocent_photo": innocent,
         "start": start,
     }
 
@@ -289,6 +323,13 @@ def jobs_for(seeded: dict[str, Any], now: int) -> list[Job]:
             "suspect": "bob",
             "window": window,
             "report": {"reporter": "alice", "reason": "spam"},
+        },
+        {
+            "job_id": "demo-judy-reports-ivan",
+            "conversation": {"type": "c2c", "operator": "judy", "peer": "ivan"},
+            "suspect": "ivan",
+            "window": window,
+            "report": {"reporter": "judy", "reason": "spam"},
         },
         {
             "job_id": "demo-dave-reports-carol",
@@ -364,6 +405,8 @@ def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url
         **seeded["previewed"],
         **seeded["oa_planted"],
         **seeded["group_planted"],
+        **seeded["media_planted"],
+        seeded["innocent_photo"]: "a holiday photo",
         seeded["quote"]: "reporter quoting the spam",
         seeded["group_quote"]: "a member quoting the spam",
         seeded["old_key"]: "spam from before the window",
@@ -385,6 +428,15 @@ def print_summary(results: list[JobResult], seeded: dict[str, Any], emulator_url
     print(
         f"alice quoting the spam: {'RECALLED' if seeded['quote'] in recalled else 'kept'}; "
         f"bob's spam from before the window: {'RECALLED' if seeded['old_key'] in recalled else 'kept'}"
+    )
+    pictures = httpx.get(f"{emulator_url}/_emulator/c2c", params={"a": "judy", "b": "ivan"}).json()[
+        "messages"
+    ]
+    gone_pictures = {m["MsgKey"] for m in pictures if m["MsgFlagBits"] == 8}
+    print(
+        f"judy/ivan: ivan's picture spam recalled: "
+        f"{sum(key in gone_pictures for key in seeded['media_planted'])}/{len(seeded['media_planted'])}; "
+        f"his holiday photo: {'RECALLED' if seeded['innocent_photo'] in gone_pictures else 'kept'}"
     )
     group = httpx.get(f"{emulator_url}/_emulator/group", params={"id": seeded["group"]}).json()["messages"]
     gone = {f"seq {m['MsgSeq']}:" for m in group if m["IsPlaceMsg"] == 2}

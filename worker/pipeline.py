@@ -24,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 
+from rules.media import Media, MediaRef, media_refs
 from worker.jobs import C2CConversation, GroupConversation, Job, OfficialAccountConversation
 from worker.ledger.store import Ledger, ScannedMessage, now
 from worker.ledger.views import WIPE_PLAN
@@ -53,8 +54,15 @@ from worker.tim.recall import (
 class Scanner(Protocol):
     """A rule set's per-job evaluator (``rules.RuleSet.scanner()``)."""
 
-    def feed_many(self, messages: Sequence[Message]) -> list[Any]: ...
+    def feed_many(
+        self, messages: Sequence[Message], media: Mapping[str, Media] | None = None
+    ) -> list[Any]: ...
     def finish(self) -> list[Any]: ...
+
+
+#: Gets the pictures media rules examine (the worker's allow-listed fetcher): never raises, every picture
+#: comes back as bytes or as the reason it was not fetched.
+MediaSource = Callable[[Sequence[MediaRef]], Awaitable[Mapping[str, Media]]]
 
 
 class RuleSetLike(Protocol):
@@ -117,6 +125,8 @@ class Policy:
     verify: bool = True
     claim_lease_s: float = 600.0  # another job's claim on a message is respected this long
     breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    #: Where media rules get pictures; None: they see none (each picture "not examined").
+    media: MediaSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,11 +379,15 @@ def _wipeable(message: Message, job: Job) -> bool:
     )
 
 
-async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: HistoryStats) -> Scan:
+async def scan(
+    job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: HistoryStats, media: MediaSource | None = None
+) -> Scan:
     """Walk the window through the rules; keep the matched messages (and, in a group, the suspect's).
 
     Messages are handed to the rules a page at a time: the engine normalizes and searches a whole batch in
-    one pass, which costs much less than message by message.
+    one pass, which costs much less than message by message. When the rule set has media rules, the
+    pictures of the page's messages that could be recalled (the suspect's, still there) are fetched
+    through ``media`` first; nobody else's are fetched, as nothing of theirs would be recalled.
     """
     scanner = ruleset.scanner()
     matched: dict[str, Matched] = {}
@@ -394,9 +408,27 @@ async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: History
             entry = matched[match.msg_key] = Matched(ref, body=body, cloud_custom_data=ccd)
         entry.matches.append(match)
 
-    def feed() -> None:
+    wants_media = bool(getattr(ruleset, "wants_media", False))
+
+    async def pictures() -> Mapping[str, Media] | None:
+        if not wants_media:
+            return None
+        refs = [
+            ref
+            for m in page
+            if m.from_account == job.suspect and m.is_actionable and not m.system
+            for ref in media_refs(m.body)
+        ]
+        if not refs:
+            return {}
+        if media is None:
+            return {r.uuid: Media(r.uuid, None, "no media fetcher configured") for r in refs}
+        return await media(refs)
+
+    async def feed() -> None:
         by_key = {m.msg_key: m for m in page}
-        for match in scanner.feed_many(page):
+        found = await pictures()
+        for match in scanner.feed_many(page) if found is None else scanner.feed_many(page, found):
             message = by_key.get(match.msg_key)
             if message is not None and match.msg_key not in kept:
                 kept[match.msg_key] = (tuple(dict(e) for e in message.body), message.cloud_custom_data)
@@ -411,8 +443,8 @@ async def scan(job: Job, client: ApiCaller, ruleset: RuleSetLike, stats: History
             kept[message.msg_key] = (tuple(dict(e) for e in message.body), message.cloud_custom_data)
         page.append(message)
         if len(page) >= SCAN_PAGE:
-            feed()
-    feed()
+            await feed()
+    await feed()
     for match in scanner.finish():
         add(match)
     suspect_messages = [
@@ -487,7 +519,7 @@ class Run:
         self, job_pk: int, ruleset: RuleSetLike
     ) -> tuple[list[Matched], Plan, dict[str, int], dict[str, str], list[str]]:
         """Scan, record and plan; the last item lists the messages a proposed wipe would show."""
-        found = await scan(self.job, self.client, ruleset, self.stats)
+        found = await scan(self.job, self.client, ruleset, self.stats, self.policy.media)
         matched = found.matched
         # Evidence of every matched message is committed here, before any recall can be attempted.
         ids = await self._ledger(

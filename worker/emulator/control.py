@@ -1,5 +1,5 @@
 """The ``/_emulator/`` control surface: faults, clock, limits, settings, stats, state inspection (one-to-one,
-official accounts, groups), holes, reset.
+official accounts, groups), holes, reset, and the media store (upload a picture; its renditions served).
 
 Not part of the Chat API; it lets tests, the demo and benchmarks steer the emulator and look inside it.
 """
@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker.emulator.faults import FaultSpec
@@ -117,6 +117,31 @@ def _group_routes(emulator: Emulator) -> list[Route]:
     return [
         Route("/_emulator/group", group),
         Route("/_emulator/group/holes", group_holes, methods=["POST"]),
+    ]
+
+
+def _media_routes(emulator: Emulator) -> list[Route]:
+    """Upload a picture (its ``TIMImageElem`` comes back); serve its renditions."""
+
+    async def media_upload(request: Request) -> JSONResponse:
+        body = await request.body()
+        base = str(request.base_url).rstrip("/")
+        try:
+            content = emulator.media.upload(body, base)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"MsgType": "TIMImageElem", "MsgContent": content})
+
+    async def media_get(request: Request) -> Response:
+        kind = request.path_params["kind"]
+        stored = emulator.media.get(request.path_params["uuid"], int(kind) if kind.isdigit() else 0)
+        if stored is None:
+            return JSONResponse({"error": "no such media"}, status_code=404)
+        return Response(stored.data, media_type=stored.content_type)
+
+    return [
+        Route("/_emulator/media", media_upload, methods=["POST"]),
+        Route("/_emulator/media/{uuid}/{kind}", media_get, methods=["GET"]),
     ]
 
 
@@ -243,5 +268,6 @@ def build_control_app(emulator: Emulator) -> Starlette:
             Route("/_emulator/official_account", official_account),
             Route("/_emulator/official_account/holes", holes, methods=["POST"]),
             *_group_routes(emulator),
+            *_media_routes(emulator),
         ],
     )

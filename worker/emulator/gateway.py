@@ -22,6 +22,7 @@ from worker.emulator.clock import Clock
 from worker.emulator.errors import ApiFailure
 from worker.emulator.faults import Fault, FaultPlan
 from worker.emulator.limits import DEFAULT_LIMIT, ServerLimits
+from worker.emulator.media import MediaStore
 from worker.emulator.service import ChatService, Handler, RawFields, ServiceSettings
 
 HTTP_PARSE_ERROR = 60002
@@ -94,6 +95,8 @@ class Emulator:
         self.stats = CallStats()
         self.service.drop_recall = self._drop_recall
         self._current_command = ""
+        #: Pictures uploaded through ``/_emulator/media``, served to media fetchers.
+        self.media = MediaStore()
 
     def _drop_recall(self) -> bool:
         return self.faults.drop_recall(self._current_command)
@@ -101,6 +104,7 @@ class Emulator:
     def reset(self) -> None:
         """Back to a fresh app: no data, no faults, default limits, wall-clock time, zeroed stats."""
         self.service.reset()
+        self.media.reset()
         self.service.settings = replace(self.config.settings)
         self.limits.configure(self.config.rate_limit, {})
         self.faults.clear()
