@@ -17,19 +17,39 @@ one original character (which is what lets evidence show the span the user actua
 ``full``
     ``light``, then: every run of separators (ASCII characters other than ``a-z0-9``) becomes one space and
     leading/trailing ones go; spaces between two CJK characters go (Chinese and Japanese are written without
-    spaces, so ``赌 博`` and ``赌.博`` are ``赌博``); and separators inside words are collapsed by this rule:
+    spaces, so ``赌 博`` and ``赌.博`` are ``赌博``); separators inside words are collapsed by this rule:
 
         a run of **three or more single-letter tokens** (a Latin, Greek, Cyrillic or Armenian letter, or
         a digit, standing alone between separators) is joined into one word: ``f r e e`` / ``f.r.e.e`` /
-        ``f-r-e-e`` / ``f🔥r🔥e🔥e`` → ``free``.
+        ``f-r-e-e`` / ``f🔥r🔥e🔥e`` → ``free``;
 
+    and Traditional Chinese characters become Simplified (:func:`simplified`: ``網絡賭場`` → ``网络赌场``).
     Words of two or more letters are never glued together, so ``a bit of reeds`` stays as it is and cannot
     match ``free``; the price is that ``fr ee`` is not caught either. Keyword rules see this level.
 
+``glued`` (:func:`glued_light`, then ``full``)
+    A second full form, made only for the fields a keyword prefilter points at, in which a *joiner* standing
+    between two letters or digits with no space around it is dropped: ``-``, ``_``, ``~``, ``*`` (and what
+    the light form turns into them: full-width forms, dashes, ``～``) and symbols or emoji. ``fr~ee``,
+    ``fr_ee``, ``fr🔥ee`` → ``free``; ``fr ee`` and ``fr - ee`` stay apart. Keyword rules with ``whole_word``
+    also match this form (so ``snake_case`` could only ever match a keyword ``snakecase`` as a whole word).
+
+``compact``
+    ``light`` with every separator removed and Traditional Chinese made Simplified: what keyword (and domain)
+    prefilters run over. Every hit of the full or glued forms is a hit of the compact one.
+
+Traditional → Simplified is character by character, with OpenCC's own ``t2s`` conversion of each character
+standing alone (its phrase table is not used: a conversion that depends on the neighbours would make a
+keyword fold one way alone and another way inside a sentence). Every such conversion is one character for
+one, so the map back to the original text is unchanged and evidence shows the Traditional text as written.
+Regex rules and domains see the light form, in the script the user wrote.
+
 The cheap path stays cheap: pure ASCII text only pays for ``str.lower`` (and a control-character check),
-and other text only calls back into Python for the characters that actually change. The map back to the
-original text (:func:`light_mapped`, slower) is built only for an actual match; :func:`full_mapped` is the
-plain, slow statement of the full form with its map, which the fast paths are tested against.
+and other text only calls back into Python for the characters that actually change. The Simplified fold
+costs ASCII text an ``isascii`` check and other text one RE2 scan for a Traditional character (about 1.6 ns
+a byte), converting only when there is one. The map back to the original text (:func:`light_mapped`,
+slower) is built only for an actual match; :func:`full_mapped` is the plain, slow statement of the full
+form with its map, which the fast paths are tested against.
 """
 
 from __future__ import annotations
@@ -41,6 +61,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, cast
 
+import opencc
 import re2
 
 #: Separates fields in joined text. Never produced by normalization: it is removed from user text first.
@@ -309,15 +330,116 @@ SEPARATOR_BYTES = bytes(b for b in range(1, 128) if not chr(b).isalnum())
 
 
 def compact_form(light: bytes) -> bytes:
-    """The compact form of UTF-8 light text: every separator removed (what keyword prefilters run over)."""
-    return light.translate(None, SEPARATOR_BYTES)
+    """The compact form of UTF-8 light text: every separator removed, Traditional Chinese made Simplified
+    (what keyword prefilters run over)."""
+    return simplified_bytes(light.translate(None, SEPARATOR_BYTES))
 
 
 def light_and_compact_python(text: str) -> tuple[bytes, bytes]:
-    """``(light_bytes(text), compact_form(light_bytes(text)))``; :func:`light_and_compact` is the same,
-    compiled (one pass for both) where ``rules._speedups`` is built."""
+    """``(light_bytes(text), that with every separator removed)``: the definition of the compiled twin.
+
+    :func:`light_and_compact` is the same (compiled, one pass for both, where ``rules._speedups`` is built),
+    then :func:`simplified_bytes` on the second: ``(light_bytes(text), compact_form(light_bytes(text)))``.
+    """
     light = light_bytes(text)
-    return light, compact_form(light)
+    return light, light.translate(None, SEPARATOR_BYTES)
+
+
+def light_and_compact(text: str) -> tuple[bytes, bytes]:
+    """``(light_bytes(text), compact_form(light_bytes(text)))``: both forms of (joined) text."""
+    light, compact = light_and_compact_unfolded(text)
+    return light, simplified_bytes(compact)
+
+
+# ---- Traditional → Simplified Chinese ----------------------------------------------------------------------
+
+# Where OpenCC's t2s changes a character standing alone (a test checks every code point): CJK radicals to
+# the unified ideographs, the compatibility ideographs, and the astral ideographs.
+_T2S_RANGES = ((0x2E80, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+
+
+def opencc_characters(ranges: Sequence[tuple[int, int]] = _T2S_RANGES) -> dict[str, str]:
+    """What OpenCC's ``t2s`` makes of each character of ``ranges`` standing alone, where it changes it.
+
+    One conversion call: the characters one a line (no entry of its dictionaries spans a line break; the
+    line break itself, and surrogates, are left out).
+    """
+    points = [
+        cp for lo, hi in ranges for cp in range(lo, hi + 1) if cp != 0x0A and not 0xD800 <= cp <= 0xDFFF
+    ]
+    converted = str(opencc.OpenCC("t2s").convert("\n".join(map(chr, points)))).split("\n")
+    if len(converted) != len(points):  # pragma: no cover - a line break went missing: never guess
+        raise RuntimeError("OpenCC t2s did not convert the characters one a line")
+    return {chr(cp): out for cp, out in zip(points, converted, strict=True) if out != chr(cp)}
+
+
+@dataclass(frozen=True, slots=True)
+class _Simplified:
+    table: dict[int, str]  # code point -> its Simplified character (str.translate's table)
+    finder: Callable[[str | bytes], object]  # RE2 search for a character of ``table`` (str, or UTF-8)
+
+
+@functools.cache
+def _simplified() -> _Simplified:
+    # About 0.1 s, once per process (OpenCC converts 160,000 characters): no table to ship or to go stale.
+    converted = opencc_characters()
+    table: dict[int, str] = {}
+    for c, out in converted.items():
+        # One character for one (all of them today): the map back to the original text relies on it.
+        if len(out) != 1:  # pragma: no cover
+            continue
+        seen, end = {c}, out
+        # 薴 → 苧 → 苎: follow the chain to its end, so that folding twice changes nothing.
+        while end in converted and end not in seen and len(converted[end]) == 1:
+            seen.add(end)
+            end = converted[end]
+        table[ord(c)] = end
+    options = re2.Options()
+    options.max_mem = 32 << 20
+    finder = re2.compile(f"[{_literal_ranges(sorted(table))}]", options).search
+    return _Simplified(table, cast(Callable[[str | bytes], object], finder))
+
+
+def _literal_ranges(points: Sequence[int]) -> str:
+    """A character class body listing ``points`` (CJK only: no character needs escaping) for RE2."""
+    parts: list[str] = []
+    start = prev = points[0]
+    for cp in (*points[1:], -2):
+        if cp == prev + 1:
+            prev = cp
+            continue
+        parts.append(chr(start) if start == prev else f"{chr(start)}-{chr(prev)}")
+        start = prev = cp
+    return "".join(parts)
+
+
+def simplified_table() -> dict[str, str]:
+    """Every Traditional character the fold changes, and the Simplified character it becomes."""
+    return {chr(cp): out for cp, out in _simplified().table.items()}
+
+
+def has_traditional(text: str | bytes) -> bool:
+    """True when ``text`` (str, or UTF-8) holds a character that :func:`simplified` changes."""
+    return not text.isascii() and _simplified().finder(text) is not None
+
+
+def simplified(text: str) -> str:
+    """``text`` with every Traditional Chinese character made Simplified, one character for one.
+
+    The characters are OpenCC ``t2s``'s, each converted alone (``網絡賭場`` → ``网络赌场``, ``發票`` →
+    ``发票``): a fold for matching, not a translation (``乾坤`` folds to ``干坤``). Text without such a
+    character (ASCII, Simplified Chinese, any other script) is returned as it is, after one RE2 scan.
+    """
+    if not has_traditional(text):
+        return text
+    return text.translate(_simplified().table)
+
+
+def simplified_bytes(data: bytes) -> bytes:
+    """:func:`simplified` of UTF-8 text."""
+    if not has_traditional(data):
+        return data
+    return data.decode().translate(_simplified().table).encode()
 
 
 # ---- full --------------------------------------------------------------------------------------------------
@@ -357,6 +479,7 @@ _CONTINUATION = bytes(range(0x80, 0xC0))
 
 def full_from_light(s: str) -> str:
     """:func:`full` of text already in the light form."""
+    s = simplified(s)  # one character for one, Han for Han: nothing below sees the difference
     # Separators to single spaces with bytes methods (C speed, where re.sub takes ~20 ns a character).
     data = b" ".join(s.encode().translate(_TO_SPACE).split())
     if b" " not in data:
@@ -396,6 +519,50 @@ def light_indexes_of_full_python(light: str, full: str, offsets: Sequence[int]) 
             run = next(runs, None)
         out.append(len(light) if run is None else run.start() + target - seen)
     return out
+
+
+# ---- glued: joiners inside words ---------------------------------------------------------------------------
+
+#: ASCII characters that, standing between two letters or digits with no space around them, may hide a word.
+JOINERS: Final = "-_~*"
+_GLUE = re.compile(r"(?<=[0-9a-z\x80-\U0010ffff])[-_~*]+(?=[0-9a-z\x80-\U0010ffff])")
+_EMOJI_BLOCKS = (0x1F000, 0x1FAFF)  # pictographs, some not assigned yet in this Python's Unicode tables
+
+
+def is_joining_symbol(char: str) -> bool:
+    """True for a symbol or emoji (which the light form makes a space) that can stand inside a word."""
+    if char.isascii() or fold_char(char) != " ":
+        return False
+    return unicodedata.category(char)[0] == "S" or _EMOJI_BLOCKS[0] <= ord(char) <= _EMOJI_BLOCKS[1]
+
+
+@functools.cache
+def _symbols() -> re.Pattern[str]:
+    # The BMP ones one by one (a bitmap for re); the astral ones are checked one by one by _as_joiner.
+    spaces = [c for c, f in _tables().table.items() if f == " " and ord(c) < 0x10000]
+    points = sorted(ord(c) for c in spaces if is_joining_symbol(c))
+    return re.compile(f"[{_class_ranges(points)}\\U00010000-\\U0010ffff]")
+
+
+def _as_joiner(match: re.Match[str]) -> str:
+    return "*" if is_joining_symbol(match.group()) else match.group()
+
+
+def glued_light(text: str, light: str) -> str | None:
+    """``light`` (``light(text)``) with the joiners between letters or digits dropped; None if there are none.
+
+    Joiners are ``-_~*`` in the light form, and symbols or emoji in ``text`` (which the light form turns into
+    spaces). Only a run of joiners alone between two letters or digits goes: ``fr~ee``, ``fr🔥ee``,
+    ``fr_*_ee`` → ``free``; ``fr ee`` and ``fr - ee`` stay apart. The letters and digits are those of
+    ``light``, in the same order, so :func:`light_indexes_of_full` maps the glued full form back too.
+    """
+    if not text.isascii():
+        symbols = _symbols()
+        if symbols.search(text) is not None:
+            light = light_joined(symbols.sub(_as_joiner, text).replace(SENTINEL, ""))
+    if _GLUE.search(light) is None:
+        return None
+    return _GLUE.sub("", light)
 
 
 # ---- mapped forms, for evidence ----------------------------------------------------------------------------
@@ -490,7 +657,12 @@ def _strip_mapped(text: str, index: list[int]) -> tuple[str, list[int]]:
     return text[start:end], index[start:end]
 
 
+def _simplified_mapped(text: str, index: list[int]) -> tuple[str, list[int]]:
+    return simplified(text), index  # one character for one: the map stays
+
+
 _FULL_STEPS: tuple[Step, ...] = (
+    _simplified_mapped,
     replace_mapped(_SEPARATORS, lambda _: " "),
     _strip_mapped,
     replace_mapped(_CJK_GAP, lambda _: ""),
@@ -512,13 +684,15 @@ def apply_steps(mapped: Mapped, steps: Sequence[Step]) -> Mapped:
 
 
 light_bytes: Callable[[str], bytes]
-light_and_compact: Callable[[str], tuple[bytes, bytes]]
+#: :func:`light_and_compact` without the Simplified fold of the compact form (compiled where it is built).
+light_and_compact_unfolded: Callable[[str], tuple[bytes, bytes]]
 light_indexes_of_full: Callable[[str, str, Sequence[int]], list[int]]
 try:
-    from rules._speedups import light_and_compact, light_bytes, light_indexes_of_full
+    from rules._speedups import light_and_compact as light_and_compact_unfolded
+    from rules._speedups import light_bytes, light_indexes_of_full
 except ImportError:  # not built: the same, in Python
     light_bytes = light_bytes_python
-    light_and_compact = light_and_compact_python
+    light_and_compact_unfolded = light_and_compact_python
     light_indexes_of_full = light_indexes_of_full_python
 # Compiled, one field's light form is quickest through the bytes; in Python, light_joined() is.
 _COMPILED: Final = light_bytes is not light_bytes_python

@@ -9,7 +9,14 @@ Two Aho-Corasick automata (``ahocorasick_rs``, picked by measurement: see ``rule
   checked for word boundaries and allow-list phrases before becoming matches.
 
 A phrase of several Latin words (``free crypto``) also matches written as one word (``freecrypto``, or
-``f.r.e.e.c.r.y.p.t.o`` once collapsed).
+``f.r.e.e.c.r.y.p.t.o`` once collapsed). Phrases and text are folded alike (``normalize.full``: Traditional
+Chinese made Simplified, among the rest), so ``網絡賭場`` matches ``网络赌场`` and the other way round.
+
+Whole-word phrases are also looked for in the *glued* form of a field (``normalize.glued_light``:
+``fr~ee``, ``fr_ee``, ``fr🔥ee`` → ``free``), where a hit must still be whole words; allow-list phrases found
+in either form hide hits of either form, compared by the letters they cover (both forms have the same
+letters in the same order). Phrases with ``whole_word`` off never look at the glued form: gluing
+``js_camera`` would put ``scam`` inside it.
 """
 
 from __future__ import annotations
@@ -57,6 +64,11 @@ def bytes_automaton(patterns: Sequence[bytes]) -> ahocorasick_rs.BytesAhoCorasic
     size = sum(len(p) for p in patterns)
     impl = ahocorasick_rs.Implementation.DFA if size < _DFA_LIMIT else None
     return ahocorasick_rs.BytesAhoCorasick(list(patterns), implementation=impl)
+
+
+def _letters(form: str, start: int, end: int) -> tuple[int, int]:
+    """``form[start:end]`` as a span of letters and digits (a full form's other characters are spaces)."""
+    return start - form.count(" ", 0, start), end - form.count(" ", 0, end)
 
 
 def _is_latin_word(char: str) -> bool:
@@ -108,44 +120,64 @@ class PhraseIndex:
             light = normalize.light(text)
             if not self.prefilter(normalize.compact_form(light.encode())):
                 return []
-        form = normalize.full_from_light(light)
-        found: list[tuple[int, int, Phrase]] = []
+        forms = [normalize.full_from_light(light)]
+        glued = normalize.glued_light(text, light)
+        if glued is not None:
+            forms.append(normalize.full_from_light(glued))
+        found: list[tuple[int, int, int, Phrase]] = []
         seen: set[tuple[int, str]] = set()
-        for start, end, phrase in self._blocked(form):
-            if (phrase.payload, form[start:end]) not in seen and len(found) < limit:
-                seen.add((phrase.payload, form[start:end]))
-                found.append((start, end, phrase))
+        for k, start, end, phrase in self._blocked(forms):
+            if (phrase.payload, forms[k][start:end]) not in seen and len(found) < limit:
+                seen.add((phrase.payload, forms[k][start:end]))
+                found.append((k, start, end, phrase))
         if not found:
             return []
         mapped = normalize.light_mapped(text, light)
         if mapped.text != light:  # pragma: no cover - the two paths agree (tested); never show a wrong span
-            return [PhraseHit(p.payload, p.text, form[a:b], form[a:b]) for a, b, p in found]
-        ends = sorted({k for start, end, _ in found for k in (start, end - 1)})
-        where = dict(zip(ends, normalize.light_indexes_of_full(light, form, ends), strict=True))
+            return [PhraseHit(p.payload, p.text, forms[k][a:b], forms[k][a:b]) for k, a, b, p in found]
+        where: dict[tuple[int, int], int] = {}  # (form, offset) -> index in light
+        for k, form in enumerate(forms):
+            ends = sorted({e for f, a, b, _ in found if f == k for e in (a, b - 1)})
+            if ends:
+                indexes = normalize.light_indexes_of_full(light, form, ends)
+                where.update(((k, e), i) for e, i in zip(ends, indexes, strict=True))
         return [
-            PhraseHit(p.payload, p.text, form[a:b], mapped.original_text(where[a], where[b - 1] + 1))
-            for a, b, p in found
+            PhraseHit(
+                p.payload, p.text, forms[k][a:b], mapped.original_text(where[k, a], where[k, b - 1] + 1)
+            )
+            for k, a, b, p in found
         ]
 
-    def _blocked(self, form: str) -> list[tuple[int, int, Phrase]]:
-        """Hits in a full form that respect word boundaries and fall outside their rule's allowed phrases."""
+    def _blocked(self, forms: Sequence[str]) -> list[tuple[int, int, int, Phrase]]:
+        """``(form index, start, end, phrase)`` of the hits in full forms (the plain one, then the glued one)
+        that respect word boundaries and fall outside their rule's allowed phrases."""
         if self._exact is None:
             return []
-        blocked: list[tuple[int, int, Phrase]] = []
-        allowed: dict[int, list[tuple[int, int]]] = {}
-        for index, start, end in self._exact.find_matches_as_indexes(form, overlapping=True):
-            for phrase in self._entries[index]:
-                if phrase.whole_word and not self._bounded(form, start, end):
-                    continue
-                if phrase.allow:
-                    allowed.setdefault(phrase.payload, []).append((start, end))
-                else:
-                    blocked.append((start, end, phrase))
-        return [
-            (start, end, phrase)
-            for start, end, phrase in blocked
-            if not any(a <= start and end <= b for a, b in allowed.get(phrase.payload, ()))
-        ]
+        blocked: list[tuple[int, int, int, Phrase]] = []
+        allowed: dict[int, list[tuple[int, int]]] = {}  # payload -> spans, in letters (same in every form)
+        for k, form in enumerate(forms):
+            for index, start, end in self._exact.find_matches_as_indexes(form, overlapping=True):
+                for phrase in self._entries[index]:
+                    if k and not phrase.whole_word:
+                        continue
+                    if phrase.whole_word and not self._bounded(form, start, end):
+                        continue
+                    if phrase.allow:
+                        allowed.setdefault(phrase.payload, []).append(_letters(form, start, end))
+                    else:
+                        blocked.append((k, start, end, phrase))
+        out: list[tuple[int, int, int, Phrase]] = []
+        plain: dict[int, list[tuple[int, int]]] = {}  # payload -> spans (letters) of its plain-form hits
+        for k, start, end, phrase in blocked:
+            first, last = _letters(forms[k], start, end)
+            if any(a <= first and last <= b for a, b in allowed.get(phrase.payload, ())):
+                continue
+            if k and any(a < last and first < b for a, b in plain.get(phrase.payload, ())):
+                continue  # the same place, already found in the plain form
+            if not k:
+                plain.setdefault(phrase.payload, []).append((first, last))
+            out.append((k, start, end, phrase))
+        return out
 
     @staticmethod
     def _bounded(form: str, start: int, end: int) -> bool:

@@ -30,6 +30,8 @@ _BUILTIN: Final = {
     "custom": "rules.types.custom:CustomType",
     "element": "rules.types.element:ElementType",
     "flood": "rules.types.flood:FloodType",
+    "qr": "rules.types.qr:QrType",
+    "image_hash": "rules.types.image_hash:ImageHashType",
 }
 
 _log = structlog.get_logger(__name__)

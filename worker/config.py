@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from worker.media.allow import TENCENT_MEDIA_HOSTS, parse_host_patterns, parse_networks
 from worker.redact import MASK
 from worker.tim.regions import REGION_DOMAINS
 
@@ -76,6 +77,26 @@ class Settings(BaseSettings):
     breaker_min_jobs: int = Field(5, ge=0, description="jobs of history needed before the breaker can trip")
     breaker_lookback_s: int = Field(7 * 86400, ge=60, description="how far back the usual rate is measured")
     breaker_cooldown_s: int = Field(3600, ge=0, description="how long a tripped rule only plans for review")
+
+    # media
+    media_allowed_hosts: list[str] = Field(
+        default_factory=lambda: list(TENCENT_MEDIA_HOSTS),
+        description="comma-separated hosts pictures may be fetched from; `*.domain` matches every name "
+        "under the domain (default: Tencent Cloud object storage, where Chat keeps message media)",
+    )
+    media_allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="comma-separated CIDRs of non-public addresses picture hosts may resolve to "
+        "(e.g. 127.0.0.0/8 for the local emulator; none: public addresses only)",
+    )
+    media_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest picture fetched, in bytes")
+    media_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="total time one picture's fetch may take, redirects included"
+    )
+    media_concurrency: int = Field(8, ge=1, le=256, description="pictures fetched at once per process")
+    media_cache_ttl_s: int = Field(
+        86400, ge=0, description="how long a fetched picture (or why it was refused) is cached; 0: never"
+    )
 
     # ledger
     database_url: str = Field(
@@ -152,12 +173,28 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(None, description="redis://… to share the API rate limit across replicas")
 
-    @field_validator("protected_accounts", "intake_trusted_reporters", mode="before")
+    @field_validator(
+        "protected_accounts",
+        "intake_trusted_reporters",
+        "media_allowed_hosts",
+        "media_allowed_networks",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("media_allowed_hosts")
+    @classmethod
+    def _media_hosts(cls, value: list[str]) -> list[str]:
+        return list(parse_host_patterns(value))
+
+    @field_validator("media_allowed_networks")
+    @classmethod
+    def _media_networks(cls, value: list[str]) -> list[str]:
+        return [str(network) for network in parse_networks(value)]
 
     @field_validator("database_url")
     @classmethod

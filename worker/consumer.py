@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import hashlib
 import queue
 import signal
@@ -39,6 +40,7 @@ from worker.config import Settings
 from worker.gate import CredentialGate, GateObserver
 from worker.jobs import InvalidJob, Job, parse_job
 from worker.ledger import open_ledger
+from worker.media.fetch import MediaFetcher, fetcher_from_settings
 from worker.pipeline import BreakerPolicy, Policy
 from worker.redact import bounded
 from worker.results import JobResult
@@ -182,6 +184,7 @@ class Worker:
         self._last_activity = time.monotonic()
         self._jobs = AsyncioThread()
         self._client: TimClient | None = None
+        self._media: MediaFetcher | None = None
         self._consumer_conn: Connection | None = None
         self._publisher: Publisher | None = None
         self._stop_deadline: float | None = None
@@ -211,6 +214,8 @@ class Worker:
         """Consume until stopped; returns the process exit code."""
         self._jobs.start()
         self._client = self._jobs.submit(self._make_client()).result()
+        self._media = self._jobs.submit(self._make_media()).result()
+        self.policy = dataclasses.replace(self.policy, media=self._media.fetch_many)
         try:
             self._consume_until_stopped()
         finally:
@@ -219,6 +224,10 @@ class Worker:
 
     async def _make_client(self) -> TimClient:
         return self._client_factory(self.settings)
+
+    async def _make_media(self) -> MediaFetcher:
+        # made on the jobs' loop, which it then serves; its metrics join the worker's, if it has them
+        return fetcher_from_settings(self.settings, registry=getattr(self._observer, "registry", None))
 
     def _start_credential_check(self) -> concurrent.futures.Future[None]:
         if self._client is None:
@@ -329,6 +338,8 @@ class Worker:
         client = self._client
         if client is not None:
             self._jobs.submit(client.aclose()).result(timeout=10)
+        if self._media is not None:
+            self._jobs.submit(self._media.aclose()).result(timeout=10)
         self._jobs.stop()
         self.ledger.dispose()
         log.info("worker.stopped", **self.state.counts)

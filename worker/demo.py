@@ -556,6 +556,9 @@ def run_demo(workdir: Path) -> int:
                 "intake_keys": f"{KEY_ID}:{secrets.token_hex(16)}",
                 "intake_quiet_s": 1,
                 "intake_notices": True,
+                # the emulator serves the pictures, on this machine
+                "media_allowed_hosts": "127.0.0.1",
+                "media_allowed_networks": "127.0.0.0/8",
             }
         )
         now = int(time.time())

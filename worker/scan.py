@@ -6,6 +6,7 @@ A dry run unless ``--recall``; the progress bar shows how far back through the w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import secrets
 import sys
 import time
@@ -21,6 +22,7 @@ from worker.consumer import make_client, policy_of
 from worker.jobs import InvalidJob, Job, parse_job
 from worker.ledger import open_ledger
 from worker.ledger.store import JobIdConflict, Settled
+from worker.media.fetch import fetcher_from_settings
 from worker.pipeline import run_job
 from worker.results import JobResult, MatchRecord, result_of
 from worker.rulebook import Rulebook
@@ -267,10 +269,11 @@ async def run_scan(args: argparse.Namespace, settings: Settings) -> int:
             already_ran = True
             print(f"recall-worker scan: job {job.job_id} already ran; its result:", file=sys.stderr)
         else:
-            async with make_client(settings) as client:
+            async with make_client(settings) as client, fetcher_from_settings(settings) as media:
+                policy = dataclasses.replace(policy_of(settings), media=media.fetch_many)
                 with ProgressCaller(client, job.since, job.until) as progress:
                     report = await run_job(
-                        job, progress, ruleset, ledger=ledger, policy=policy_of(settings), job_pk=start.pk
+                        job, progress, ruleset, ledger=ledger, policy=policy, job_pk=start.pk
                     )
                     progress.update(done=True)
             result = result_of(job, report, attempts=start.attempt, duration_s=time.perf_counter() - started)

@@ -1,21 +1,27 @@
-"""``links``: URLs and bare domains in any text field, against a domain block list.
+"""``links``: URLs and bare domains in any text field and any media URL, against a domain block list.
 
 Parameters: ``block`` / ``block_file`` (domains; each also blocks its subdomains), ``allow`` /
 ``allow_file`` (domains never reported; the most specific entry wins, so ``allow: [docs.example.com]``
 carves an exception out of ``block: [example.com]``, and ``block: [bad.example.com]`` stays blocked under
 ``allow: [example.com]``).
 
+What a rule reads: unless its ``fields`` say otherwise, every text-bearing field (custom elements' ``Data``,
+``Desc`` and ``Ext`` included, JSON or not) *and* the media URLs (:data:`URL_FIELDS`: an image's
+``ImageInfoArray[].URL``, a file's or sound's ``Url``, a video's ``VideoUrl`` and ``ThumbUrl``), at any depth
+of forwarding. ``fields: [Text]`` reads ``Text`` only; ``elements`` narrows both.
+
 Obfuscations undone before matching: full-width and ideographic dots (``ｂａｄ．ｅｘａｍｐｌｅ``,
 ``bad。example``), bracketed dots (``bad[.]example``, ``bad(.)example``, ``bad{dot}example``,
-``bad[点]example``), a spelled-out `` dot `` between spaces, mangled schemes (``hxxp://``: the scheme is not
-needed to find a domain), zero-width characters and homoglyphs inside the name (by the light
-normalization), upper case, and IDN: a domain is found written in Unicode or in punycode (``xn--``)
-whichever way the block list gives it, and punycode in text is decoded so that a look-alike written in
-punycode is caught too.
+``bad[点]example``, ``bad[點]example``), a spelled-out `` dot `` (or ``点``, ``點``) between spaces, mangled
+schemes (``hxxp://``: the scheme is not needed to find a domain), zero-width characters and homoglyphs
+inside the name (by the light normalization), upper case, and IDN: a domain is found written in Unicode or
+in punycode (``xn--``) whichever way the block list gives it, and punycode in text is decoded so that a
+look-alike written in punycode is caught too.
 
 A domain must stand alone: ``notbad.example`` and ``bad.example.org`` are not ``bad.example`` (but
 ``www.bad.example`` is). Domains ending in CJK characters are matched without a right boundary, as Chinese is
-written without spaces.
+written without spaces. Domains are compared in the script they are written in: ``賭場.example`` (Traditional)
+is another domain than ``赌场.example``, unlike keywords, which fold Traditional Chinese to Simplified.
 """
 
 from __future__ import annotations
@@ -24,20 +30,22 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules import normalize
 from rules.api import CompileContext, Matcher, MessageMatcher
-from rules.model import Match, RuleSpec, union
+from rules.model import AnyOf, Match, RuleSpec, Selector, union
 from rules.phrases import automaton, bytes_automaton
 from rules.types._lists import entries
-from rules.view import Batch
+from rules.view import Batch, Joined
+from rules.walk import TextField
 
 # These run over user text with Python's re: each is written to take linear time (a leading run of spaces
 # only starts where the run does, so a long run is not rescanned from each of its positions).
-_BRACKETED_DOT = re.compile(r"(?<!\s)\s*[\[({<]\s*(?:\.|dot|点)\s*[\])}>]\s*")
-_SPELLED_DOT = re.compile(r"(?<!\s)\s+(?:dot|点)\s+")
+_BRACKETED_DOT = re.compile(r"(?<!\s)\s*[\[({<]\s*(?:\.|dot|点|點)\s*[\])}>]\s*")
+_SPELLED_DOT = re.compile(r"(?<!\s)\s+(?:dot|点|點)\s+")
 _DEOBFUSCATE: tuple[normalize.Step, ...] = (
     normalize.replace_mapped(_BRACKETED_DOT, lambda _: "."),
     normalize.replace_mapped(_SPELLED_DOT, lambda _: "."),
@@ -53,7 +61,7 @@ _has_punycode = normalize.bytes_finder(b"xn--")
 
 def deobfuscate(light: str) -> str:
     """Undo dot obfuscations in text already in the light form."""
-    if "dot" in light or "点" in light or any(b in light for b in "[({<"):
+    if "dot" in light or "点" in light or "點" in light or any(b in light for b in "[({<"):
         light = _BRACKETED_DOT.sub(".", light)
         light = _SPELLED_DOT.sub(".", light)
     return light
@@ -106,7 +114,11 @@ def domain_forms(entry: str) -> tuple[str, set[str]] | None:
 
 
 def _compact_variants(form: str) -> set[bytes]:
-    """What a domain leaves in the compact form, including with its dots spelled out."""
+    """What a domain leaves in the compact form, including with its dots spelled out.
+
+    The compact form has Traditional Chinese made Simplified (``normalize.compact_form``), so these are too
+    (``點`` is ``点`` there); the exact match then runs over the light form, as the domain is written.
+    """
     labels = [label.replace("-", "") for label in form.split(".")]
     out = {"".join(labels).encode()}
     if len(labels) - 1 <= _MAX_SPELLED_VARIANTS_DOTS:
@@ -115,7 +127,56 @@ def _compact_variants(form: str) -> set[bytes]:
             for joint, label in zip(joints, labels[1:], strict=True):
                 pieces.extend((joint, label))
             out.add("".join(pieces).encode())
-    return out
+    return {normalize.simplified_bytes(variant) for variant in out}
+
+
+#: Media elements' fields holding a URL: ``links`` rules read them unless their ``fields`` say otherwise.
+URL_FIELDS: Final = frozenset({"URL", "Url", "VideoUrl", "ThumbUrl"})
+
+
+def reads(selector: Selector, item: TextField) -> bool:
+    """True when a links rule with this selector reads the field: what the selector accepts, and, when it
+    names no ``fields``, the media URLs of the elements it accepts."""
+    if selector.accepts(item):
+        return True
+    return (
+        selector.fields is None
+        and not item.textual
+        and item.field in URL_FIELDS
+        and selector.accepts_element(item.element_type)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _MediaUrls:
+    """The media URL fields some links rules read by default and the text selection leaves out."""
+
+    elements: frozenset[str] | None  # element types (None: any)
+    selection: Selector | AnyOf  # what the rules' selectors accept (already scanned)
+
+    @property
+    def textual_only(self) -> bool:
+        """False: these are never text-bearing fields."""
+        return False
+
+    def accepts(self, item: TextField) -> bool:
+        """True for a media URL field of one of ``elements`` that ``selection`` does not accept."""
+        return (
+            not item.textual
+            and item.field in URL_FIELDS
+            and (self.elements is None or item.element_type in self.elements)
+            and not self.selection.accepts(item)
+        )
+
+
+def _media_urls(rules: Sequence[RuleSpec], selection: Selector | AnyOf) -> _MediaUrls | None:
+    """The media URLs read by the rules that name no ``fields``; None when every rule names some."""
+    default = [r.selector for r in rules if r.selector.fields is None]
+    if not default:
+        return None
+    if any(s.elements is None for s in default):
+        return _MediaUrls(None, selection)
+    return _MediaUrls(frozenset().union(*(s.elements or () for s in default)), selection)
 
 
 def suffixes(host: str) -> list[str]:
@@ -194,6 +255,7 @@ class LinksMatcher(MessageMatcher):
         self.rules = tuple(rules)
         self.allowed = tuple(allowed)
         self.selection = union(r.selector for r in rules)
+        self.media = _media_urls(self.rules, self.selection)
         self._forms = sorted(blocked)
         self._payloads = [tuple(blocked[f]) for f in self._forms]
         self._blocked = blocked
@@ -202,12 +264,21 @@ class LinksMatcher(MessageMatcher):
         self._prefilter = bytes_automaton(sorted(compact)) if compact else None
 
     def scan(self, batch: Batch) -> Iterable[Match]:
-        """Prefilter the batch, then find domains in the fields it points at."""
+        """Prefilter the batch, then find domains in the fields it points at: the fields the rules' selectors
+        accept, then the media URLs the rules read by default (when the batch has any non-text field)."""
         if self._prefilter is None:
             return ()
-        joined = batch.joined(self.selection)
-        if not joined.texts:
-            return ()
+        found = self._scan(batch, batch.joined(self.selection))
+        if self.media is not None and batch.page.other_texts:
+            media = self._scan(batch, batch.joined(self.media))
+            if media:  # message by message, as the other rule types report
+                found = sorted(found + media, key=lambda owned: owned[0])
+        return [match for _, match in found]
+
+    def _scan(self, batch: Batch, joined: Joined) -> list[tuple[int, Match]]:
+        """``(message index, match)`` of the blocked domains in ``joined``'s fields, in field order."""
+        if not joined.texts or self._prefilter is None:
+            return []
         compact = joined.compact()
         indexes = set(
             joined.fields_of_compact(
@@ -216,15 +287,15 @@ class LinksMatcher(MessageMatcher):
         )
         if _has_punycode(joined.light_bytes()):
             indexes.update(i for i, piece in enumerate(joined.light_pieces()) if b"xn--" in piece)
-        out: list[Match] = []
+        out: list[tuple[int, Match]] = []
         for i in sorted(indexes):
             item = joined.field(i)
-            msg_key = batch.msg_key(joined.owners[i])
+            owner = joined.owners[i]
             for rule_index, host, span in self.find(joined.field_light(i)):
                 rule = self.rules[rule_index]
-                if rule.selector.accepts(item):
+                if reads(rule.selector, item):
                     evidence = self._evidence(item.text, joined.field_light(i), span) or host
-                    out.append(rule.match(msg_key, item.path, evidence, host))
+                    out.append((owner, rule.match(batch.msg_key(owner), item.path, evidence, host)))
         return out
 
     def find(self, light: str) -> list[tuple[int, str, tuple[int, int]]]:

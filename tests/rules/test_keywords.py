@@ -47,6 +47,16 @@ TRICKS = {
     "homoglyph-zh": ("⼤额贷款", "大额贷款"),  # Kangxi radical for 大
     "accents-en": ("frée crÿpto", "free crypto"),
     "joined-words-en": ("freecrypto", "freecrypto"),
+    "traditional-zh": ("代開發票", "代开发票"),  # Traditional script, the list is Simplified
+    "traditional-separated-zh": ("賭.博", "赌博"),
+    "tilde-inside-word-en": ("fr~ee crypto", "free crypto"),
+    "asterisk-inside-word-en": ("free cr*ypto", "free crypto"),
+    "underscore-inside-word-en": ("fr_ee cryp_to", "free crypto"),
+    "hyphens-inside-words-en": ("fr-ee cry-pto", "free crypto"),
+    "emoji-inside-word-en": ("fr🔥ee crypto", "free crypto"),
+    "emoji-between-words-en": ("free🔥crypto", "free crypto"),
+    "joiner-run-inside-word-en": ("b~*~uy fol_lo-wers", "buy followers"),
+    "underscores-hyphens-en": ("f_r_e_e c-r-y-p-t-o", "freecrypto"),  # one run of single letters
 }
 
 
@@ -63,6 +73,51 @@ def test_separator_collapsing_does_not_glue_real_words() -> None:
     # Squashed, "a bit of reeds" holds "free": only runs of three or more single letters are joined.
     rs = ruleset(rule("keywords", words=["free", "bitof"]))
     assert scan(rs, msg(text("a bit of reeds"), text("fr ee"), text("plan a b"))) == []
+
+
+def test_joiners_glue_words_only_for_whole_word_matches() -> None:
+    # "fr~ee" is glued, but a glued form only ever matches whole words: "js_camera" does not hold "camera"'s
+    # neighbour "scam" for a whole-word rule, and whole_word: false rules never look at the glued form.
+    rs = ruleset(
+        rule("keywords", "whole", words=["free", "scam"]),
+        rule("keywords", "inside", words=["scam"], whole_word=False),
+    )
+    assert [m.rule_id for m in scan(rs, msg(text("fr~ee")))] == ["whole"]
+    assert scan(rs, msg(text("js_camera is_camera_on ops-campaign"))) == []
+    assert scan(rs, msg(text("fr ee, fr - ee, carefree-ish"))) == []
+
+
+def test_an_allowed_phrase_hides_its_glued_form_too() -> None:
+    rs = ruleset(rule("keywords", words=["free crypto"], allow=["free crypto course"]))
+    assert (
+        scan(rs, msg(text("free-crypto course"), text("fr~ee crypto course"), text("free~crypto course")))
+        == []
+    )
+    assert only(scan(rs, msg(text("free~crypto coarse")))).evidence == "free~crypto"
+
+
+def test_a_place_found_in_both_forms_is_reported_once() -> None:
+    found = only(scan(RULES, msg(text("free-crypto"))))
+    assert (found.evidence, found.normalized) == ("free-crypto", "free crypto")
+
+
+def test_traditional_list_entries_match_simplified_text_and_the_other_way_round() -> None:
+    traditional = ruleset(rule("keywords", "t", words=["網絡賭場", "發票"]))
+    simplified = ruleset(rule("keywords", "s", words=["网络赌场", "发票"]))
+    for rs in (traditional, simplified):
+        found = scan(rs, msg(text("网络赌场开业"), text("網絡賭場開業"), text("代开發票"), text("代開发票")))
+        assert [(m.evidence, m.normalized) for m in found] == [
+            ("网络赌场", "网络赌场"),
+            ("網絡賭場", "网络赌场"),
+            ("發票", "发票"),
+            ("发票", "发票"),
+        ]
+
+
+def test_traditional_allow_list_entries_are_folded_too() -> None:
+    rs = ruleset(rule("keywords", words=["赌博"], allow=["賭博遊戲機"]))
+    assert scan(rs, msg(text("赌博游戏机"), text("賭博遊戲機"))) == []
+    assert only(scan(rs, msg(text("賭博網站")))).normalized == "赌博"
 
 
 def test_chinese_is_joined_across_any_separator_a_known_trade_off() -> None:

@@ -7,7 +7,18 @@ import time
 import pytest
 
 from rules import RulesError, normalize
-from tests.rules.helpers import MakeMessage, msg, only, rule, ruleset, scan, text, text_field_cases
+from tests.rules.helpers import (
+    MakeMessage,
+    elem,
+    forward,
+    msg,
+    only,
+    rule,
+    ruleset,
+    scan,
+    text,
+    text_field_cases,
+)
 
 LINKS = ruleset(
     rule(
@@ -130,3 +141,104 @@ def test_hostile_text_takes_linear_time() -> None:
     started = time.perf_counter()
     assert scan(LINKS, *page) == []
     assert time.perf_counter() - started < 1.0
+
+
+# ---- media URLs, read by default ---------------------------------------------------------------------------
+
+
+def _image(*urls: str) -> dict[str, object]:
+    infos = [{"Type": n + 1, "Size": 9, "Width": 9, "Height": 9, "URL": url} for n, url in enumerate(urls)]
+    return elem("TIMImageElem", UUID="u", ImageFormat=1, ImageInfoArray=infos)
+
+
+BAD_URL = "https://cdn.bad.example/x.png"
+MEDIA = {
+    "image": (_image("https://cos.example/ok.png", BAD_URL), "MsgBody[0].MsgContent.ImageInfoArray[1].URL"),
+    "file": (elem("TIMFileElem", Url=BAD_URL, UUID="f", FileName="x.png"), "MsgBody[0].MsgContent.Url"),
+    "sound": (elem("TIMSoundElem", Url=BAD_URL, UUID="s", Second=1), "MsgBody[0].MsgContent.Url"),
+    "video": (elem("TIMVideoFileElem", VideoUrl=BAD_URL, VideoUUID="v"), "MsgBody[0].MsgContent.VideoUrl"),
+    "thumb": (
+        elem("TIMVideoFileElem", VideoUrl="https://ok.example/v", ThumbUrl=BAD_URL),
+        "MsgBody[0].MsgContent.ThumbUrl",
+    ),
+    "custom-json-data": (
+        elem("TIMCustomElem", Data='{"type": "card", "url": "https://cdn.bad.example/x.png"}'),
+        "MsgBody[0].MsgContent.Data",
+    ),
+    "custom-json-escaped": (  # only the decoded string shows the domain
+        elem("TIMCustomElem", Data='{"url": "https://cdn.bad\\u002eexample/x.png"}'),
+        "MsgBody[0].MsgContent.Data#/url",
+    ),
+    "custom-ext": (elem("TIMCustomElem", Data="{}", Ext=BAD_URL), "MsgBody[0].MsgContent.Ext"),
+    "custom-desc": (elem("TIMCustomElem", Data="{}", Desc=f"see {BAD_URL}"), "MsgBody[0].MsgContent.Desc"),
+}
+_MEDIA_ONLY = ("image", "file", "sound", "video", "thumb")
+
+
+@pytest.mark.parametrize(("element", "path"), MEDIA.values(), ids=MEDIA.keys())
+def test_a_blocked_domain_in_any_url_field_is_caught_by_default(
+    element: dict[str, object], path: str
+) -> None:
+    found = only(scan(LINKS, msg(element)))
+    assert (found.element_path, found.normalized) == (path, "cdn.bad.example")
+    assert "cdn.bad.example" in found.evidence
+
+
+@pytest.mark.parametrize("kind", _MEDIA_ONLY)
+def test_media_urls_are_read_inside_forwarded_messages(kind: str) -> None:
+    element, path = MEDIA[kind]
+    found = only(scan(LINKS, msg(text("look"), forward([text("hi")], [element]))))
+    assert found.element_path == f"MsgBody[1].MsgContent.MsgList[1].{path}"
+
+
+@pytest.mark.parametrize("kind", _MEDIA_ONLY)
+def test_fields_narrow_what_a_links_rule_reads(kind: str) -> None:
+    element, path = MEDIA[kind]
+    text_only = ruleset(rule("links", "text-only", block=["bad.example"], fields=["Text"]))
+    message = msg(element, text("and bad.example"))
+    assert [m.element_path for m in scan(text_only, message)] == ["MsgBody[1].MsgContent.Text"]
+    field = path.rsplit(".", 1)[-1]
+    url_only = ruleset(rule("links", "url-only", block=["bad.example"], fields=[field]))
+    assert [m.element_path for m in scan(url_only, message)] == [path]
+
+
+def test_elements_narrow_the_media_urls_too() -> None:
+    rs = ruleset(rule("links", block=["bad.example"], elements=["TIMImageElem"]))
+    video = MEDIA["video"][0]
+    found = scan(rs, msg(text("bad.example"), MEDIA["image"][0], video))
+    assert [m.element_path for m in found] == ["MsgBody[1].MsgContent.ImageInfoArray[1].URL"]
+
+
+def test_rules_reading_media_urls_by_default_and_by_name_each_report_once() -> None:
+    rs = ruleset(
+        rule("links", "default", block=["bad.example"]),
+        rule("links", "named", block=["bad.example"], fields=["URL"]),
+        rule("links", "text", block=["bad.example"], fields=["Text"]),
+    )
+    found = scan(rs, msg(text("bad.example"), MEDIA["image"][0], key="a"), msg(MEDIA["file"][0], key="b"))
+    assert [(m.msg_key, m.rule_id, m.element_path.rsplit(".", 1)[-1]) for m in found] == [
+        ("a", "default", "Text"),
+        ("a", "text", "Text"),
+        ("a", "default", "URL"),
+        ("a", "named", "URL"),
+        ("b", "default", "Url"),
+    ]
+
+
+def test_ordinary_media_urls_are_not_reported() -> None:
+    page = [msg(_image("https://cos.ap-guangzhou.myqcloud.com/a.png")), msg(MEDIA["file"][0] | {})]
+    assert only(scan(LINKS, *page)).element_path == "MsgBody[0].MsgContent.Url"
+
+
+# ---- Chinese scripts ---------------------------------------------------------------------------------------
+
+
+def test_traditional_dot_word_is_a_dot() -> None:
+    assert _found("bad[點]example") == ("bad[點]example", "bad.example")
+    assert _found("bad 點 example") == ("bad 點 example", "bad.example")
+
+
+def test_domains_are_compared_in_the_script_they_are_written_in() -> None:
+    # An IDN written in Traditional Chinese is another domain: keywords fold scripts, domains do not.
+    assert scan(LINKS, msg(text("打開 例子.測試 看看"))) == []
+    assert _found("請訪問bad.example領獎") == ("bad.example", "bad.example")
