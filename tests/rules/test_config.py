@@ -217,7 +217,7 @@ def test_the_schema_describes_every_builtin_rule_type() -> None:
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     branches = schema["$defs"]["Rule"]["allOf"]
     types = {b["if"]["properties"]["type"]["const"] for b in branches}
-    assert types == {"keywords", "regex", "links", "custom", "element", "flood"}
+    assert types == {"keywords", "regex", "links", "custom", "element", "flood", "qr", "image_hash"}
     assert schema["$defs"]["Rule"]["required"] == ["id", "type", "action"]
     assert set(schema["$defs"]["KeywordsParamsRule"]["properties"]) >= {"words", "allow", "whole_word", "id"}
 

@@ -121,12 +121,19 @@ def test_simplified_fold_is_opencc_t2s_of_each_character_on_every_code_point() -
 
 
 def test_the_cheap_test_finds_exactly_the_characters_the_fold_changes() -> None:
+    # Both searches: re's for short text, RE2's for long (512 characters and more).
     table = normalize.simplified_table()
-    assert all(normalize.has_traditional(char) for char in table)
-    assert all(normalize.has_traditional(char.encode()) for char in table)
-    others = "".join(chr(cp) for cp in _every_code_point() if chr(cp) not in table)
-    assert not normalize.has_traditional(others)
-    assert not normalize.has_traditional(others.encode())
+    padding = "a" * 600
+    for char in table:
+        assert normalize.has_traditional(char), char
+        assert normalize.has_traditional(char.encode()), char
+        assert normalize.has_traditional(padding + char), char
+        assert normalize.has_traditional((char + padding).encode()), char
+    others = [chr(cp) for cp in _every_code_point() if chr(cp) not in table]
+    assert not any(normalize.has_traditional(char) for char in others)
+    assert not normalize.has_traditional("".join(others))
+    assert not normalize.has_traditional("".join(others).encode())
+    assert not normalize.has_traditional("你" * 100 + "\U00020000" * 100)  # astral CJK that does not fold
 
 
 def test_full_and_compact_forms_fold_traditional_chinese_light_keeps_it() -> None:
@@ -146,8 +153,19 @@ def test_evidence_of_a_traditional_match_is_the_traditional_text() -> None:
     assert mapped.original_text(start, start + 4) == "網.絡.賭.場"
 
 
+def test_long_text_folds_as_short_text_does() -> None:
+    # Past a few dozen characters the fold takes a numpy lookup table instead of str.translate.
+    table = normalize.simplified_table()
+    text = "".join(table) + "Ａb 😀\U000e0041\U0010fffd 發" * 3 + "".join(table)[::-1]
+    expected = "".join(table.get(c, c) for c in text)
+    assert normalize.simplified(text) == expected
+    assert normalize.simplified_bytes(text.encode()) == expected.encode()
+    assert [normalize.simplified(c) for c in text] == list(expected)
+
+
+# Long enough, often, for the numpy path of the fold (64 characters and more).
 _TRADITIONAL_TEXT = st.text(
-    st.sampled_from(list("網絡賭場代開發票簡體中文賭博乾隆後來髮薴苧 .，a")), max_size=30
+    st.sampled_from(list("網絡賭場代開發票簡體中文賭博乾隆後來髮薴苧 .，a😀")), max_size=150
 )
 
 

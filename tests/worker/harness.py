@@ -117,6 +117,8 @@ class ProcessWorker:
         for name, value in settings.model_dump().items():
             if value is not None:
                 shown = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+                if isinstance(shown, list):  # list settings are comma-separated in the environment
+                    shown = ",".join(map(str, shown))
                 env[f"RECALL_{name.upper()}"] = str(shown)
         env["RECALL_LOG_FORMAT"] = "json"
         env.update(extra_env or {})
