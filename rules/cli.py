@@ -169,8 +169,13 @@ def eval_command(args: argparse.Namespace) -> int:
     scanner = ruleset.scanner()
     for message in messages:
         media = None
-        if media_dir is not None and ruleset.wants_media:
-            media = read_media(media_dir, media_refs(message.body))
+        if ruleset.wants_media:
+            refs = media_refs(message.body)
+            media = (
+                read_media(media_dir, refs)
+                if media_dir is not None
+                else {r.uuid: Media(r.uuid, None, "no --media-dir given") for r in refs}
+            )
         for match in scanner.feed_many((message,), media=media):
             _print(match, ascii_only)
     for match in scanner.finish():

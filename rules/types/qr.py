@@ -152,11 +152,15 @@ def evidence(payload: str, ref: MediaRef) -> str:
 
 
 def refs_by_message(batch: Batch, rules: Sequence[RuleSpec]) -> Iterable[tuple[str, MediaRef, list[int]]]:
-    """``(msg_key, picture, indexes of the rules that look at it)`` for every picture of the batch."""
-    if not batch.elements_of(ELEMENT_OF_KIND.values()):
+    """``(msg_key, picture, indexes of the rules that look at it)`` for every picture of the batch that the
+    scan was given (as bytes, or as the reason there are none). A picture the scan was not given at all is
+    not this scan's to examine (the worker fetches only what could be recalled: the suspect's pictures)."""
+    if not batch.media or not batch.elements_of(ELEMENT_OF_KIND.values()):
         return
     for message in batch.messages:
         for ref in media_refs(message.body):
+            if ref.uuid not in batch.media:
+                continue
             element_type = ELEMENT_OF_KIND[ref.kind]
             wanted = [n for n, rule in enumerate(rules) if rule.selector.accepts_element(element_type)]
             if wanted:

@@ -232,7 +232,16 @@ def test_the_example_rule_file_loads_and_catches_the_demo_spam() -> None:
     book = load_file(DEFAULT_RULES_PATH)
     assert {"default", "strict"} <= set(book.rulesets)
     default = book.get("default")
-    assert {r.type for r in default.rules} == {"keywords", "regex", "links", "custom", "element", "flood"}
+    assert {r.type for r in default.rules} == {
+        "keywords",
+        "regex",
+        "links",
+        "qr",
+        "image_hash",
+        "custom",
+        "element",
+        "flood",
+    }
     assert {r.action for r in default.rules} == {"recall", "flag", "wipe"}
     found = scan(
         default,

@@ -321,10 +321,11 @@ def test_pictures_not_examined_are_flagged_never_recalled(picture: bytes | None,
         assert match.element_path == "MsgBody[0].MsgContent.ImageInfoArray[2].URL"
 
 
-def test_pictures_without_media_given_are_flagged() -> None:
+def test_pictures_the_scan_was_not_given_are_not_its_to_examine() -> None:
+    # the worker gives only the pictures it could recall (the suspect's); the others are left alone
     message = msg(text("scan this"), image_elem("img"))
-    found = BLOCK.scanner().feed_many([message])
-    assert [(m.action, m.evidence) for m in found] == [("flag", "not examined: no media given for it")]
+    assert BLOCK.scanner().feed_many([message]) == []
+    assert BLOCK.scanner().feed_many([message], media={"other#3": Media("other#3", None, "x")}) == []
 
 
 def test_messages_without_pictures_cost_nothing_and_match_nothing() -> None:
