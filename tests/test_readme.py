@@ -17,6 +17,7 @@ from worker.cli import build_parser
 from worker.config import load_settings
 from worker.intake.metrics import intake_metrics_table
 from worker.intake.server import IntakeThread, build_intake
+from worker.media.metrics import media_metrics_table
 from worker.results import JobResult
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -121,3 +122,9 @@ def test_the_curl_example_files_a_report(tmp_path: Path) -> None:
         assert answer["status"] == "queued" and answer["report_id"].startswith("rpt_")
         status = intake.intake.store.report_status(answer["report_id"])
         assert status is not None and status["reporter"] == "carol"
+
+
+def test_the_readme_lists_every_media_metric() -> None:
+    assert media_metrics_table() in README, (
+        "regenerate the README's media metrics table with worker.media.metrics.media_metrics_table()"
+    )

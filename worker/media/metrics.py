@@ -54,3 +54,12 @@ class MediaMetrics:
         self.fetches.labels(outcome=outcome).inc()
         if outcome != "ok":
             self.refusals.labels(kind=kind).inc()
+
+
+def media_metrics_table() -> str:
+    """The Markdown table of the media fetcher's metrics, as the README shows it."""
+    lines = ["| metric | meaning |", "|---|---|"]
+    for metric in MediaMetrics().registry.collect():
+        name = metric.name + ("_total" if metric.type == "counter" else "")
+        lines.append(f"| `{name}` | {metric.documentation} |")
+    return "\n".join(lines)
