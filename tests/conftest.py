@@ -7,14 +7,16 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tests.ledger.conftest import fresh_pg_schema
-from tests.services import free_port
+from tests.services import REDIS, free_port, require
 from worker.emulator.gateway import EmulatorConfig
 from worker.emulator.server import EmulatorThread
 from worker.ledger import open_ledger
@@ -106,3 +108,21 @@ def ledger(database_url: str) -> Iterator[Ledger]:
     ledger = open_ledger(database_url)
     yield ledger
     ledger.dispose()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the real Redis on 127.0.0.1:6379 (skips when it is down, except under CI)."""
+    require(REDIS)
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_namespace(redis_client: aioredis.Redis) -> AsyncIterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    name = f"test-{uuid.uuid4().hex}"
+    yield name
+    async for key in redis_client.scan_iter(f"{name}:*"):
+        await redis_client.delete(key)

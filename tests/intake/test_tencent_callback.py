@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from structlog.testing import capture_logs
 
-from tests.services import REDIS, free_port, require
+from tests.services import free_port
 from worker.intake.callbacks import (
     MAX_BODY_BYTES,
     AlarmInvalid,
@@ -376,34 +375,17 @@ def test_a_token_tencent_would_not_accept_is_refused_at_startup(token: str) -> N
 # the alarm in a real Redis -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    require(REDIS)
-    client = aioredis.Redis(host="127.0.0.1", port=6379)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def namespace(redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    """A namespace no other test uses; its keys are deleted afterwards."""
-    name = f"test-callback-{uuid.uuid4().hex}"
-    yield name
-    async for key in redis_client.scan_iter(f"{name}:*"):
-        await redis_client.delete(key)
-
-
 async def test_an_alarm_lowers_the_shared_budget_in_redis_until_the_hold_ends(
-    redis_client: aioredis.Redis, namespace: str
+    redis_client: aioredis.Redis, redis_namespace: str
 ) -> None:
-    budget = RedisBudget(redis_client, namespace)
+    budget = RedisBudget(redis_client, redis_namespace)
     endpoint = tencent_callback_endpoint(
         sdkappid=SDKAPPID, token=TOKEN, budget=budget, hold_s=0.6, configured_rate=200, clock=lambda: NOW
     )
     async with serve(endpoint, budget) as served:
         reply = await served.post(signed())
         assert (reply.status_code, reply.json()) == (200, OK)
-        key = f"{namespace}:budget:batchsendmsg"
+        key = f"{redis_namespace}:budget:batchsendmsg"
         assert await redis_client.get(key) == b"100"
         assert 0 < await redis_client.pttl(key) <= 600
         # A second alarm, for a command with a lower limit of its own: it keeps the lower rate.
@@ -411,7 +393,7 @@ async def test_an_alarm_lowers_the_shared_budget_in_redis_until_the_hold_ends(
         assert reply.json() == OK
         assert await budget.current("batchsendmsg") == 50
         # Another process (a worker replica) reads the same override.
-        assert await RedisBudget(redis_client, namespace).current("batchsendmsg") == 50
+        assert await RedisBudget(redis_client, redis_namespace).current("batchsendmsg") == 50
         await asyncio.sleep(0.7)
         assert await budget.current("batchsendmsg") is None
         assert await redis_client.exists(key) == 0

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from tests.media.server import MediaServer, serve
-from tests.services import REDIS, require
 from worker.media.fetch import MediaFetcher
 from worker.media.metrics import MediaMetrics
 
@@ -46,21 +43,3 @@ async def make_fetcher() -> AsyncIterator[MakeFetcher]:
     yield make
     for fetcher in made:
         await fetcher.aclose()
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    """A client of the real Redis on 127.0.0.1:6379 (skips when it is down, except under CI)."""
-    require(REDIS)
-    client = aioredis.Redis(host="127.0.0.1", port=6379)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def redis_prefix(redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    """A key prefix no other test uses; its keys are deleted afterwards."""
-    prefix = f"test-media-{uuid.uuid4().hex}"
-    yield prefix
-    async for key in redis_client.scan_iter(f"{prefix}:*"):
-        await redis_client.delete(key)

@@ -267,10 +267,10 @@ async def test_a_fleet_sharing_redis_fetches_each_picture_once(
     media_server: MediaServer,
     make_fetcher: MakeFetcher,
     redis_client: aioredis.Redis,
-    redis_prefix: str,
+    redis_namespace: str,
 ) -> None:
-    first = make_fetcher(cache=RedisCache(redis_client, prefix=redis_prefix))
-    second = make_fetcher(cache=RedisCache(redis_client, prefix=redis_prefix))
+    first = make_fetcher(cache=RedisCache(redis_client, prefix=redis_namespace))
+    second = make_fetcher(cache=RedisCache(redis_client, prefix=redis_namespace))
     n = name()
     refs = [ref(f"{media_server.url}/png/{n}", "pic"), ref(f"{media_server.url}/bomb/{n}", "bomb")]
     one = await first.fetch_many(refs)
@@ -283,7 +283,7 @@ async def test_a_fleet_sharing_redis_fetches_each_picture_once(
     assert sample(second, "recall_media_cache_hits_total", cache="redis") == 2
     assert sample(second, "recall_media_bytes_total") == 0
     assert sample(second, "recall_media_refusals_total", kind="bomb") == 1  # the kind travels with it
-    keys = [key async for key in redis_client.scan_iter(f"{redis_prefix}:*")]
+    keys = [key async for key in redis_client.scan_iter(f"{redis_namespace}:*")]
     assert len(keys) == 2
     assert 0 < await redis_client.ttl(keys[0]) <= 86400
 
@@ -304,11 +304,11 @@ async def test_redis_away_costs_the_cache_not_the_picture(
 
 
 async def test_fetcher_from_settings_shares_the_cache_through_the_configured_redis(
-    media_server: MediaServer, redis_client: aioredis.Redis, redis_prefix: str
+    media_server: MediaServer, redis_client: aioredis.Redis, redis_namespace: str
 ) -> None:
     settings = load_settings(
         redis_url="redis://127.0.0.1:6379/0",
-        queue_prefix=redis_prefix,
+        queue_prefix=redis_namespace,
         media_allowed_hosts="127.0.0.1",
         media_allowed_networks="127.0.0.0/8",
         media_max_bytes=2 * 1024 * 1024,
@@ -325,7 +325,7 @@ async def test_fetcher_from_settings_shares_the_cache_through_the_configured_red
     finally:
         await fetcher.aclose()
     assert registry.get_sample_value("recall_media_fetches_total", {"outcome": "ok"}) == 1
-    keys = [key async for key in redis_client.scan_iter(f"{redis_prefix}:media:*")]
+    keys = [key async for key in redis_client.scan_iter(f"{redis_namespace}:media:*")]
     assert len(keys) == 1
     assert 0 < await redis_client.ttl(keys[0]) <= 600
     in_process = fetcher_from_settings(load_settings())

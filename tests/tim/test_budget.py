@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from tests.conftest import SDKAPPID, make_client
-from tests.services import REDIS, free_port, require
+from tests.services import free_port
 from worker.emulator.server import EmulatorThread
 from worker.tim.budget import (
     BudgetUnavailable,
@@ -64,23 +62,6 @@ class CountingBudget(MemoryBudget):
 
 def gaps(starts: list[float]) -> list[float]:
     return [round(b - a, 6) for a, b in itertools.pairwise(starts)]
-
-
-@pytest.fixture
-async def redis_client() -> AsyncIterator[aioredis.Redis]:
-    require(REDIS)
-    client = aioredis.Redis(host="127.0.0.1", port=6379)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def namespace(redis_client: aioredis.Redis) -> AsyncIterator[str]:
-    """A namespace no other test uses; its keys are deleted afterwards."""
-    name = f"test-budget-{uuid.uuid4().hex}"
-    yield name
-    async for key in redis_client.scan_iter(f"{name}:*"):
-        await redis_client.delete(key)
 
 
 # pure parts ----------------------------------------------------------------------------------------------
@@ -145,17 +126,21 @@ async def test_a_budget_refuses_a_meaningless_override(rate: int, hold_s: float)
 
 
 async def test_redis_budget_keeps_the_lower_rate_extends_the_hold_and_expires(
-    redis_client: aioredis.Redis, namespace: str
+    redis_client: aioredis.Redis, redis_namespace: str
 ) -> None:
-    budget = RedisBudget(redis_client, namespace)
+    budget = RedisBudget(redis_client, redis_namespace)
     await budget.lower("batchsendmsg", 50, 0.5)
-    assert await redis_client.get(f"{namespace}:budget:batchsendmsg") == b"50"
-    assert 0 < await redis_client.pttl(f"{namespace}:budget:batchsendmsg") <= 500
+    assert await redis_client.get(f"{redis_namespace}:budget:batchsendmsg") == b"50"
+    assert 0 < await redis_client.pttl(f"{redis_namespace}:budget:batchsendmsg") <= 500
     await budget.lower("batchsendmsg", 100, 1.0)
     assert await budget.current("batchsendmsg") == 50, "the lower rate stands"
-    assert 500 < await redis_client.pttl(f"{namespace}:budget:batchsendmsg") <= 1000, "the hold is extended"
+    assert 500 < await redis_client.pttl(f"{redis_namespace}:budget:batchsendmsg") <= 1000, (
+        "the hold is extended"
+    )
     await budget.lower("batchsendmsg", 100, 0.2)
-    assert await redis_client.pttl(f"{namespace}:budget:batchsendmsg") > 500, "a shorter hold cuts nothing"
+    assert await redis_client.pttl(f"{redis_namespace}:budget:batchsendmsg") > 500, (
+        "a shorter hold cuts nothing"
+    )
     await asyncio.sleep(1.1)
     assert await budget.current("batchsendmsg") is None
 
@@ -280,11 +265,16 @@ async def test_command_limiters_lower_only_the_command_under_alarm() -> None:
 
 
 async def test_redis_limiters_follow_a_shared_override_and_recover_when_it_expires(
-    redis_client: aioredis.Redis, namespace: str
+    redis_client: aioredis.Redis, redis_namespace: str
 ) -> None:
-    budget = RedisBudget(redis_client, namespace)
+    budget = RedisBudget(redis_client, redis_namespace)
     limiters = CommandLimiters(
-        rate=100, window_s=1.0, redis=redis_client, namespace=namespace, budget=budget, budget_refresh_s=0.1
+        rate=100,
+        window_s=1.0,
+        redis=redis_client,
+        namespace=redis_namespace,
+        budget=budget,
+        budget_refresh_s=0.1,
     )
     limiter = limiters.for_command("batchsendmsg")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from worker.metricdocs import metrics_table_of
+
 
 class IntakeMetrics:
     """Every metric of the intake process."""
@@ -55,8 +57,4 @@ class IntakeMetrics:
 
 def intake_metrics_table() -> str:
     """The Markdown table of the intake's metrics, as the README shows it."""
-    lines = ["| metric | meaning |", "|---|---|"]
-    for metric in IntakeMetrics().registry.collect():
-        name = metric.name + ("_total" if metric.type == "counter" else "")
-        lines.append(f"| `{name}` | {metric.documentation} |")
-    return "\n".join(lines)
+    return metrics_table_of(IntakeMetrics().registry)

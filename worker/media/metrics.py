@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from worker.metricdocs import metrics_table_of
+
 
 class MediaMetrics:
     """Every metric of the media fetcher, registered in ``registry`` (a fresh one when none is given)."""
@@ -58,8 +60,4 @@ class MediaMetrics:
 
 def media_metrics_table() -> str:
     """The Markdown table of the media fetcher's metrics, as the README shows it."""
-    lines = ["| metric | meaning |", "|---|---|"]
-    for metric in MediaMetrics().registry.collect():
-        name = metric.name + ("_total" if metric.type == "counter" else "")
-        lines.append(f"| `{name}` | {metric.documentation} |")
-    return "\n".join(lines)
+    return metrics_table_of(MediaMetrics().registry)
