@@ -702,6 +702,9 @@ def test_the_rules_are_a_config_map_directory_so_edits_hot_reload(overlay: str) 
     assert (DEPLOY / "k8s" / "base" / "rules.yaml").read_text() == (
         ROOT / "rules" / "examples" / "default.yaml"
     ).read_text(), "deploy/k8s/base/rules.yaml is a copy of rules/examples/default.yaml"
+    # list files the rules name sit beside them in the same directory
+    hashes = (ROOT / "rules" / "examples" / "known-spam-images.txt").read_text()
+    assert config_map["data"]["known-spam-images.txt"] == hashes
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
