@@ -428,7 +428,14 @@ async def scan(
     async def feed() -> None:
         by_key = {m.msg_key: m for m in page}
         found = await pictures()
-        for match in scanner.feed_many(page) if found is None else scanner.feed_many(page, found):
+        if found is None:
+            matches = scanner.feed_many(page)
+        elif any(m.examined for m in found.values()):
+            # decoding and hashing pictures takes ~20 ms each: off the event loop, which other jobs share
+            matches = await asyncio.to_thread(scanner.feed_many, page, found)
+        else:
+            matches = scanner.feed_many(page, found)
+        for match in matches:
             message = by_key.get(match.msg_key)
             if message is not None and match.msg_key not in kept:
                 kept[match.msg_key] = (tuple(dict(e) for e in message.body), message.cloud_custom_data)

@@ -150,11 +150,6 @@ def test_pictures_are_kept_apart(emulator: EmulatorThread) -> None:
     assert httpx.get(renditions(b)[1]["URL"]).content == second
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the emulator numbers ImageFormat PNG=1, JPEG=2, GIF=3, BMP=4; the Chat API documents "
-    "JPG = 1, GIF = 2, PNG = 3, BMP = 4, other = 255 (worker/emulator/media.py _FORMATS)",
-)
 @pytest.mark.parametrize(("image_format", "number"), [("JPEG", 1), ("PNG", 3)])
 def test_image_format_is_numbered_as_the_chat_api_documents(
     emulator: EmulatorThread, image_format: str, number: int

@@ -32,10 +32,11 @@ class Stored:
     height: int
 
 
+#: Pillow format -> (content type, ImageFormat code of the Chat API: JPG 1, GIF 2, PNG 3, BMP 4, other 255).
 _FORMATS = {
-    "PNG": ("image/png", 1),
-    "JPEG": ("image/jpeg", 2),
-    "GIF": ("image/gif", 3),
+    "JPEG": ("image/jpeg", 1),
+    "GIF": ("image/gif", 2),
+    "PNG": ("image/png", 3),
     "BMP": ("image/bmp", 4),
 }
 
