@@ -168,17 +168,21 @@ def _computed_points() -> list[int]:
     return points
 
 
-def _class_ranges(points: Sequence[int]) -> str:
-    def esc(cp: int) -> str:
-        return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
+def _escaped(cp: int) -> str:
+    return f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}"
 
+
+def _class_ranges(points: Sequence[int], char: Callable[[int], str] = _escaped) -> str:
+    """A character class body listing ``points`` (ascending) as ranges, each code point written by
+    ``char``: escaped (Python's ``re``) by default, or literally (``chr``, for RE2 and CJK points, none of
+    which needs escaping)."""
     parts: list[str] = []
     start = prev = points[0]
     for cp in (*points[1:], -2):
         if cp == prev + 1:
             prev = cp
             continue
-        parts.append(esc(start) if start == prev else f"{esc(start)}-{esc(prev)}")
+        parts.append(char(start) if start == prev else f"{char(start)}-{char(prev)}")
         start = prev = cp
     return "".join(parts)
 
@@ -408,7 +412,7 @@ def _simplified() -> _Simplified:
         table[ord(c)] = end
     options = re2.Options()
     options.max_mem = 32 << 20
-    finder = re2.compile(f"[{_literal_ranges(sorted(table))}]", options).search
+    finder = re2.compile(f"[{_class_ranges(sorted(table), chr)}]", options).search
     # re scans a class's ranges one by one for a character outside its BMP bitmap: the astral characters
     # of the table (hundreds of ranges) are one range here, and checked against the table when found.
     bmp = sorted(cp for cp in table if cp < 0x10000)
@@ -430,19 +434,6 @@ def _fold_simplified(text: str) -> str:
     if beyond.any():
         folded[beyond] = points[beyond]
     return folded.tobytes().decode("utf-32-le")
-
-
-def _literal_ranges(points: Sequence[int]) -> str:
-    """A character class body listing ``points`` (CJK only: no character needs escaping) for RE2."""
-    parts: list[str] = []
-    start = prev = points[0]
-    for cp in (*points[1:], -2):
-        if cp == prev + 1:
-            prev = cp
-            continue
-        parts.append(chr(start) if start == prev else f"{chr(start)}-{chr(prev)}")
-        start = prev = cp
-    return "".join(parts)
 
 
 def simplified_table() -> dict[str, str]:

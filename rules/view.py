@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from rules import normalize
 from rules.media import Media
@@ -147,13 +147,17 @@ class Batch:
     message, built on first use (for plugins: the built-in types work on ``page`` and :meth:`joined`).
     """
 
-    __slots__ = ("_joined", "_kinds", "_present", "_views", "media", "messages", "page")
+    __slots__ = ("_joined", "_kinds", "_present", "_views", "decoded", "media", "messages", "page")
 
     def __init__(self, messages: Sequence[Message], media: Mapping[str, Media] | None = None) -> None:
         self.messages = messages
         #: The pictures of these messages a media rule may examine, by :attr:`rules.media.MediaRef.uuid`
         #: (empty unless the scan was given media).
         self.media: Mapping[str, Media] = media or {}
+        #: Pictures of ``media`` already decoded (or why they cannot be), by UUID: each media rule of the
+        #: scan looks at the same decoded picture instead of decoding the bytes again
+        #: (:func:`rules.types._media.decoded`).
+        self.decoded: dict[str, Any] = {}
         self.page = walk_page(messages)
         self._joined: dict[Hashable, Joined] = {}
         self._views: tuple[MessageView, ...] | None = None

@@ -80,9 +80,9 @@ def is_valid_job_id(value: object) -> bool:
     return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
 
 
-def _json_integer(value: object) -> object:
-    # JSON Schema's ``integer`` is any number with a zero fractional part, so ``1.0`` is the integer 1 (and
-    # several producers' JSON libraries write it so); everything else is left to the strict int check.
+def json_integer(value: object) -> object:
+    """``value`` as JSON Schema reads an integer: any number with a zero fractional part, so ``1.0`` is 1
+    (several producers' JSON libraries write it so); everything else is left to the strict int check."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -92,11 +92,11 @@ def _json_one(value: object) -> object:
     # Literal[1] would take True (True == 1); JSON Schema's const 1 does not.
     if isinstance(value, bool):
         raise PydanticCustomError("literal_error", "Input should be 1")
-    return _json_integer(value)
+    return json_integer(value)
 
 
 @dataclass(frozen=True)
-class _Characters:
+class Characters:
     """The characters a string may hold, checked alike by the parser and by any JSON Schema validator.
 
     ``forbidden`` is a regex character class of ASCII ranges and ``\\xHH`` escapes. The schema states the rule
@@ -133,19 +133,19 @@ class _Characters:
         return json_schema
 
 
-_JOB_ID_ONLY = _Characters(
+_JOB_ID_ONLY = Characters(
     forbidden=f"[^{JOB_ID_CHARACTERS}]",
     rule="hold only ASCII letters, digits and _ . : -",
     pattern=f"^[{JOB_ID_CHARACTERS}]+$",
 )
 # C0 and C1 controls and DEL: never part of an identifier, and harmful in headers and log lines.
-_NO_CONTROLS = _Characters(forbidden=r"[\x00-\x1f\x7f-\x9f]", rule="not hold control characters")
+NO_CONTROLS = Characters(forbidden=r"[\x00-\x1f\x7f-\x9f]", rule="not hold control characters")
 
-AccountId = Annotated[str, Field(min_length=1, max_length=32, description="a Chat UserID"), _NO_CONTROLS]
+AccountId = Annotated[str, Field(min_length=1, max_length=32, description="a Chat UserID"), NO_CONTROLS]
 # The bounds come before the BeforeValidator so that pydantic keeps them in the int schema: after it, they
 # would be checked all the same but published as "ge"/"le", which JSON Schema ignores.
 Timestamp = Annotated[
-    int, Field(ge=0, le=MAX_TIMESTAMP, description="Unix time, seconds"), BeforeValidator(_json_integer)
+    int, Field(ge=0, le=MAX_TIMESTAMP, description="Unix time, seconds"), BeforeValidator(json_integer)
 ]
 
 
@@ -174,7 +174,7 @@ class OfficialAccountConversation(_Strict):
     account: Annotated[
         str,
         Field(min_length=7, max_length=64, pattern=r"^@TOA#_", description="official account id, @TOA#_…"),
-        _NO_CONTROLS,
+        NO_CONTROLS,
     ]
 
 
@@ -185,7 +185,7 @@ class GroupConversation(_Strict):
     group_id: Annotated[
         str,
         Field(min_length=1, max_length=48, description="a Chat group id, e.g. @TGS#2C5SZEAEF"),
-        _NO_CONTROLS,
+        NO_CONTROLS,
     ]
     topic_id: (
         Annotated[
@@ -195,7 +195,7 @@ class GroupConversation(_Strict):
                 max_length=128,
                 description="a community topic id, e.g. @TGS#_@TGS#cQVLVHIM62CJ@TOPIC#_TestTopic",
             ),
-            _NO_CONTROLS,
+            NO_CONTROLS,
         ]
         | None
     ) = None
@@ -237,7 +237,7 @@ class Window(_Strict):
 
     since: Timestamp | None = None
     until: Timestamp | None = None
-    lookback_s: Annotated[int, Field(ge=1, le=MAX_WINDOW_S), BeforeValidator(_json_integer)] | None = None
+    lookback_s: Annotated[int, Field(ge=1, le=MAX_WINDOW_S), BeforeValidator(json_integer)] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> Window:
@@ -261,12 +261,12 @@ class Report(_Strict):
 
     reporter: AccountId | None = None
     reason: str | None = Field(None, max_length=500)
-    msg_keys: list[Annotated[str, Field(min_length=1, max_length=64), _NO_CONTROLS]] = Field(
+    msg_keys: list[Annotated[str, Field(min_length=1, max_length=64), NO_CONTROLS]] = Field(
         default_factory=list,
         max_length=100,
         description="the reported one-to-one or official-account messages",
     )
-    msg_seqs: list[Annotated[int, Field(ge=1, le=MAX_TIMESTAMP), BeforeValidator(_json_integer)]] = Field(
+    msg_seqs: list[Annotated[int, Field(ge=1, le=MAX_TIMESTAMP), BeforeValidator(json_integer)]] = Field(
         default_factory=list, max_length=100, description="the reported group messages (MsgSeq)"
     )
     reported_at: Timestamp | None = None
@@ -319,13 +319,13 @@ class Job(_Strict):
     suspect: Annotated[
         str,
         Field(min_length=1, max_length=64, description="a Chat UserID, or the official account's id"),
-        _NO_CONTROLS,
+        NO_CONTROLS,
     ]
     window: Window
     report: Report = Report()
-    ruleset: Annotated[str, Field(min_length=1, max_length=64), _NO_CONTROLS] = "default"
+    ruleset: Annotated[str, Field(min_length=1, max_length=64), NO_CONTROLS] = "default"
     mode: Literal["recall", "dry_run"] = "recall"
-    apply_plan: Annotated[int, Field(ge=1, le=MAX_PLAN_ID), BeforeValidator(_json_integer)] | None = Field(
+    apply_plan: Annotated[int, Field(ge=1, le=MAX_PLAN_ID), BeforeValidator(json_integer)] | None = Field(
         None, description="recall exactly the messages of this approved plan (set by plan approval)"
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Self
 
 import uvicorn
 
@@ -24,8 +25,8 @@ class ServerThread:
         """``http://host:port``."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout_s: float = 15.0) -> None:
-        """Start serving; RuntimeError if it does not within ``timeout_s``."""
+    def start(self, timeout_s: float = 15.0) -> Self:
+        """Start serving (RuntimeError if it does not within ``timeout_s``); returns the thread."""
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
@@ -33,6 +34,7 @@ class ServerThread:
                 raise RuntimeError(f"{self._what} did not start")
             time.sleep(0.01)
         self.port = int(self._server.servers[0].sockets[0].getsockname()[1])
+        return self
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Ask the server to finish and wait for its thread."""

@@ -42,11 +42,10 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.api import CompileContext, Matcher, Window
-from rules.images import decode_image
 from rules.media import Media
 from rules.model import Match, RuleSpec
 from rules.types._lists import entries
-from rules.types.qr import media_reason, not_examined, refs_by_message
+from rules.types._media import decoded, not_examined, picture, refs_by_message
 from rules.view import Batch
 
 #: Pictures whose longer side is under this are enlarged before hashing ...
@@ -211,12 +210,12 @@ class ImageHashMatcher:
 
     def hash(self, media: Media | None) -> tuple[bytes, int] | str:
         """``(PDQ hash, quality)`` of a picture, or why it could not be examined."""
-        if media is None or media.data is None:
-            return media_reason(media)
-        image = decode_image(media.data, "L", max_side=MAX_SIDE)
-        if isinstance(image, str):
-            return image
-        return pdq(image)
+        return self.hash_of(picture(media))
+
+    @staticmethod
+    def hash_of(image: Image.Image | str) -> tuple[bytes, int] | str:
+        """``(PDQ hash, quality)`` of a decoded picture (or the reason it could not be decoded, handed on)."""
+        return image if isinstance(image, str) else pdq(image)
 
     def nearest(self, digest: bytes) -> dict[int, tuple[int, int]]:
         """``rule index -> (distance, entry index)``: each rule's nearest entry within its threshold."""
@@ -237,7 +236,7 @@ class ImageHashMatcher:
         for msg_key, ref, wanted in refs_by_message(batch, self.rules):
             result = hashed.get(ref.uuid)
             if result is None:
-                found = self.hash(batch.media.get(ref.uuid))
+                found = self.hash_of(decoded(batch, ref.uuid))
                 result = hashed[ref.uuid] = (
                     found if isinstance(found, str) else (*found, self.nearest(found[0]))
                 )

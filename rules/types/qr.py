@@ -42,23 +42,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules import normalize
 from rules.api import CompileContext, Matcher, Window
-from rules.images import decode_image
-from rules.media import Media, MediaRef, media_refs
+from rules.media import Media, MediaRef
 from rules.model import EVIDENCE_LIMIT, Match, RuleSpec, bound
 from rules.phrases import automaton
 from rules.types._lists import entries
+from rules.types._media import decoded, not_examined, picture, refs_by_message
 from rules.types.links import LinksMatcher, LinksParams, LinksType
 from rules.view import Batch
 
-#: The element type each kind of picture comes from (what a rule's ``elements`` names).
-ELEMENT_OF_KIND: Final[Mapping[str, str]] = {
-    "image": "TIMImageElem",
-    "video_thumbnail": "TIMVideoFileElem",
-    "file": "TIMFileElem",
-}
-#: Longer side a picture is shrunk to before reading codes (a QR code that fills a tenth of it still has
-#: modules of several pixels).
-MAX_SIDE: Final = 2048
 #: Pictures whose longer side is under this are enlarged to twice their size for the second reading.
 SMALL_SIDE: Final = 400
 #: Longest decoded text quoted in evidence, in characters (the picture's UUID follows it).
@@ -139,39 +130,10 @@ def formats_of(names: Sequence[str]) -> zxingcpp.BarcodeFormats:
     return zxingcpp.barcode_formats_from_str(",".join(names))
 
 
-def not_examined(rule: RuleSpec, msg_key: str, ref: MediaRef, reason: str) -> Match:
-    """The match of a picture ``rule`` could not look at: action ``flag``, whatever the rule's."""
-    match = rule.match(msg_key, ref.element_path, f"not examined: {reason}", "not examined")
-    return dataclasses.replace(match, action="flag")
-
-
 def evidence(payload: str, ref: MediaRef) -> str:
     """``<payload, bounded> in image <uuid>``."""
     suffix = f" in image {ref.uuid}"
     return bound(payload, max(20, min(PAYLOAD_LIMIT, EVIDENCE_LIMIT - len(suffix)))) + suffix
-
-
-def refs_by_message(batch: Batch, rules: Sequence[RuleSpec]) -> Iterable[tuple[str, MediaRef, list[int]]]:
-    """``(msg_key, picture, indexes of the rules that look at it)`` for every picture of the batch that the
-    scan was given (as bytes, or as the reason there are none). A picture the scan was not given at all is
-    not this scan's to examine (the worker fetches only what could be recalled: the suspect's pictures)."""
-    if not batch.media or not batch.elements_of(ELEMENT_OF_KIND.values()):
-        return
-    for message in batch.messages:
-        for ref in media_refs(message.body):
-            if ref.uuid not in batch.media:
-                continue
-            element_type = ELEMENT_OF_KIND[ref.kind]
-            wanted = [n for n, rule in enumerate(rules) if rule.selector.accepts_element(element_type)]
-            if wanted:
-                yield message.msg_key, ref, wanted
-
-
-def media_reason(media: Media | None) -> str:
-    """Why a picture has no bytes to examine."""
-    if media is None:
-        return "no media given for it"
-    return media.reason or "no bytes"
 
 
 @dataclass(frozen=True)
@@ -273,12 +235,11 @@ class QrMatcher:
 
     def read(self, media: Media | None) -> list[Code] | str:
         """The codes in a picture, or why it could not be examined."""
-        if media is None or media.data is None:
-            return media_reason(media)
-        image = decode_image(media.data, "L", max_side=MAX_SIDE)
-        if isinstance(image, str):
-            return image
-        return read_codes(image, self._formats)
+        return self.codes(picture(media))
+
+    def codes(self, image: Image.Image | str) -> list[Code] | str:
+        """The codes in a decoded picture (or the reason it could not be decoded, handed on)."""
+        return image if isinstance(image, str) else read_codes(image, self._formats)
 
     def scan(self, batch: Batch) -> Iterable[Match]:
         """The matches in the pictures of a batch (each distinct picture read once)."""
@@ -288,7 +249,7 @@ class QrMatcher:
         for msg_key, ref, wanted in refs_by_message(batch, self.specs):
             codes = read.get(ref.uuid)
             if codes is None:
-                codes = read[ref.uuid] = self.read(batch.media.get(ref.uuid))
+                codes = read[ref.uuid] = self.codes(decoded(batch, ref.uuid))
             if isinstance(codes, str):
                 out.extend(not_examined(self.specs[n], msg_key, ref, codes) for n in wanted)
                 continue

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from worker.intake.signing import BadSignature
 from worker.intake.webhooks import verify_webhook
+from worker.serving import ServerThread
 
 SECRET = "whsec-3f9a1c7e5b2d4f6a8c0e"
 
@@ -91,14 +92,8 @@ def receiver() -> Iterator[Receiver]:
     server = uvicorn.Server(
         uvicorn.Config(app, host=state.host, port=0, log_level="warning", access_log=False, lifespan="off")
     )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.01)
-    state.port = int(server.servers[0].sockets[0].getsockname()[1])
+    running = ServerThread(server, state.host, what="the receiver").start(timeout_s=10)
+    state.port = running.port
     yield state
     state.release.set()
-    server.should_exit = True
-    thread.join(timeout=10)
+    running.stop(timeout_s=10)

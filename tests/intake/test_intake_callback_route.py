@@ -10,7 +10,6 @@ the one the OpenAPI document describes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import redis.asyncio as aioredis
 
 from tests.intake.test_api import intake_settings
 from tests.intake.test_openapi import Answer, answer_problems
-from tests.intake.test_tencent_callback import ALARM, OK
+from tests.intake.test_tencent_callback import ALARM, OK, signed
 from tests.services import REDIS, free_port, require
 from worker.intake.server import IntakeThread, build_intake
 from worker.tim.budget import RedisBudget
@@ -40,19 +39,8 @@ HOLD_S = 30
 
 
 def query(sdkappid: int, *, token: str = TOKEN, at: float | None = None, **extra: str) -> dict[str, str]:
-    """The query string Tencent appends to the callback URL: Sign = hex(sha256(token + RequestTime))."""
-    request_time = str(int(time.time() if at is None else at))
-    values = {
-        "SdkAppid": str(sdkappid),
-        "CallbackCommand": "Alert.RequestOverLimit",
-        "contenttype": "json",
-        "ClientIP": "203.0.113.7",
-        "OptPlatform": "RESTAPI",
-        "RequestTime": request_time,
-        "Sign": hashlib.sha256((token + request_time).encode()).hexdigest(),
-    }
-    values.update(extra)
-    return values
+    """The query string Tencent appends to the callback URL, signed now (or ``at``)."""
+    return signed(time.time() if at is None else at, token, sdkappid=sdkappid, **extra)
 
 
 def call(intake: IntakeThread, params: dict[str, str], body: object = ALARM) -> httpx.Response:

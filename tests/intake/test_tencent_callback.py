@@ -50,11 +50,13 @@ ALARM = {
 OK = {"ActionStatus": "OK", "ErrorCode": 0, "ErrorInfo": ""}
 
 
-def signed(request_time: float = NOW, token: str = TOKEN, **extra: str) -> dict[str, str]:
+def signed(
+    request_time: float = NOW, token: str = TOKEN, *, sdkappid: int = SDKAPPID, **extra: str
+) -> dict[str, str]:
     """A callback's query string as Tencent sends it, signed with ``token`` at ``request_time``."""
     at = str(int(request_time))
     query = {
-        "SdkAppid": str(SDKAPPID),
+        "SdkAppid": str(sdkappid),
         "CallbackCommand": "Alert.RequestOverLimit",
         "contenttype": "json",
         "ClientIP": "203.0.113.7",

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-import threading
-import time
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from worker.serving import ServerThread
 
 
 def picture(fmt: str = "PNG", size: tuple[int, int] = (64, 48)) -> bytes:
@@ -147,15 +147,9 @@ def serve(certfile: Path | None = None, keyfile: Path | None = None) -> Iterator
         ssl_keyfile=str(keyfile) if keyfile else None,
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the picture host did not start"
-        time.sleep(0.01)
-    state.port = int(server.servers[0].sockets[0].getsockname()[1])
+    running = ServerThread(server, state.host, what="the picture host").start(timeout_s=10)
+    state.port = running.port
     try:
         yield state
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        running.stop(timeout_s=10)

@@ -15,14 +15,14 @@ import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from worker.jobs import (
-    _NO_CONTROLS,
     MAX_TIMESTAMP,
+    NO_CONTROLS,
     AccountId,
+    Characters,
     GroupConversation,
     OfficialAccountConversation,
     Timestamp,
-    _Characters,
-    _json_integer,
+    json_integer,
 )
 from worker.ledger.scans import c2c_key, conversation_key_of
 
@@ -38,7 +38,7 @@ KEYS_OUTSIDE_GROUPS = "msg_keys names one-to-one and official-account messages; 
 PEER_IS_SUSPECT = "conversation.peer, when given, must be the suspect"
 ACCOUNT_IS_SUSPECT = "for an official account the suspect is the account itself"
 
-_TEXT = _Characters(forbidden=r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", rule="not hold control characters")
+_TEXT = Characters(forbidden=r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", rule="not hold control characters")
 _MSG_KEY = re.compile(r"^(\d{1,10})_(\d{1,10})_(\d{1,10})$")
 
 
@@ -63,13 +63,13 @@ class ReportIn(_Strict):
 
     reporter: AccountId = Field(description="the account that reports")
     suspect: Annotated[
-        str, Field(min_length=1, max_length=64, description="the account reported"), _NO_CONTROLS
+        str, Field(min_length=1, max_length=64, description="the account reported"), NO_CONTROLS
     ]
     conversation: ReportConversation
     msg_keys: list[Annotated[str, Field(min_length=5, max_length=64, pattern=_MSG_KEY.pattern)]] = Field(
         default_factory=list, max_length=MAX_MESSAGES, description="reported messages (MsgKey)"
     )
-    msg_seqs: list[Annotated[int, Field(ge=1, le=MAX_TIMESTAMP), BeforeValidator(_json_integer)]] = Field(
+    msg_seqs: list[Annotated[int, Field(ge=1, le=MAX_TIMESTAMP), BeforeValidator(json_integer)]] = Field(
         default_factory=list, max_length=MAX_MESSAGES, description="reported group messages (MsgSeq)"
     )
     category: Literal["spam", "scam", "harassment", "sexual", "violence", "other"]

@@ -26,7 +26,7 @@ from worker.intake.metrics import IntakeMetrics
 from worker.intake.notices import Templates, render, send_notice
 from worker.intake.store import Delivery, IntakeStore
 from worker.intake.trust import Policy
-from worker.intake.webhooks import backoff_s, post_webhook
+from worker.intake.webhooks import Attempt, backoff_s, post_webhook
 from worker.tim.history import ApiCaller
 
 log = structlog.get_logger("recall.intake")
@@ -158,15 +158,16 @@ class Relay:
         return tried
 
     async def _deliver(self, delivery: Delivery) -> None:
-        sender: Callable[[Delivery], Awaitable[tuple[bool, bool, str, float | None]]]
+        sender: Callable[[Delivery], Awaitable[Attempt]]
         sender = self._send_webhook if delivery.kind == "webhook" else self._send_notice
-        ok, retryable, error, retry_after = await sender(delivery)
-        if ok:
+        attempt = await sender(delivery)
+        error = attempt.error
+        if attempt.ok:
             await asyncio.to_thread(self.store.delivered, delivery.id)
             self.metrics.deliveries.labels(delivery.kind, "delivered").inc()
             return
-        if retryable and delivery.attempts < self.max_attempts:
-            delay = max(backoff_s(delivery.attempts), retry_after or 0.0)
+        if attempt.retryable and delivery.attempts < self.max_attempts:
+            delay = max(backoff_s(delivery.attempts), attempt.retry_after_s or 0.0)
             await asyncio.to_thread(self.store.delivery_failed, delivery.id, error, retry_in_s=delay)
             self.metrics.deliveries.labels(delivery.kind, "retry").inc()
             return
@@ -180,23 +181,23 @@ class Relay:
             error=error,
         )
 
-    async def _send_webhook(self, delivery: Delivery) -> tuple[bool, bool, str, float | None]:
+    async def _send_webhook(self, delivery: Delivery) -> Attempt:
         if self.webhook is None:
-            return False, True, "no webhook configured", None
+            return Attempt(ok=False, status=None, error="no webhook configured", retryable=True)
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=False)
-        attempt = await post_webhook(
+        return await post_webhook(
             self._http,
             self.webhook.url,
             self.webhook.secret,
             delivery.payload,
             timeout_s=self.webhook.timeout_s,
         )
-        return attempt.ok, attempt.retryable, attempt.error, attempt.retry_after_s
 
-    async def _send_notice(self, delivery: Delivery) -> tuple[bool, bool, str, float | None]:
+    async def _send_notice(self, delivery: Delivery) -> Attempt:
+        """Send a reporter's notice; an :class:`Attempt` as a webhook's (any failure may be retried)."""
         if self.notices is None:
-            return False, True, "notices are off", None
+            return Attempt(ok=False, status=None, error="notices are off", retryable=True)
         payload = delivery.payload
         text = render(
             self.notices.templates,
@@ -214,5 +215,7 @@ class Relay:
                 random=zlib.crc32(str(payload["delivery_id"]).encode()),
             )
         except Exception as exc:  # noqa: BLE001 - recorded on the delivery and retried
-            return False, True, f"{type(exc).__name__}: {str(exc)[:200]}", None
-        return True, False, "", None
+            return Attempt(
+                ok=False, status=None, error=f"{type(exc).__name__}: {str(exc)[:200]}", retryable=True
+            )
+        return Attempt(ok=True, status=None)

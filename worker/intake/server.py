@@ -189,8 +189,7 @@ class IntakeThread(ServerThread):
         self.intake = intake
 
     def __enter__(self) -> IntakeThread:
-        self.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -46,8 +46,7 @@ class ReviewThread(ServerThread):
         super().__init__(_server(settings, host, 0), host, what="the review page")
 
     def __enter__(self) -> ReviewThread:
-        self.start(timeout_s=10)
-        return self
+        return self.start(timeout_s=10)
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop(timeout_s=10)
