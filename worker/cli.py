@@ -22,6 +22,7 @@ import orjson
 
 from worker.config import ConfigError, Settings, load_settings, mask_url, unknown_environment
 from worker.emulator.limits import DEFAULT_LIMIT
+from worker.priority import SUBMIT_DEFAULT as SUBMIT_PRIORITY
 
 DESCRIPTION = (
     "recall-worker: scan reported Tencent Cloud Chat conversations and recall what breaks the rules."
@@ -91,6 +92,14 @@ def moment(value: str) -> int:
             "(e.g. 1714521600, 2024-05-01, 2024-05-01T08:00:00+08:00)"
         ) from None
     return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
+
+
+def job_priority(value: str) -> int:
+    """A job priority from the command line: an integer from 0 (lowest) to 9 (highest)."""
+    text = value.strip()
+    if not text.isdigit() or int(text) > 9:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a priority: give 0 (lowest) to 9 (highest)")
+    return int(text)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -240,8 +249,8 @@ def _submit(args: argparse.Namespace) -> int:
         raise CommandError("; ".join(exc.problems) + " (nothing submitted)") from None
     settings = _settings(args)
     _check_rulesets(settings, jobs)
-    count = Queues(settings).submit(jobs)
-    print(f"submitted {count} job(s): {', '.join(j.job_id for j in jobs)}")
+    count = Queues(settings).submit(jobs, priority=args.priority)
+    print(f"submitted {count} job(s) at priority {args.priority}: {', '.join(j.job_id for j in jobs)}")
     return 0
 
 
@@ -323,6 +332,13 @@ def _add_job_commands(commands: Any) -> None:
 
     submit = commands.add_parser("submit", help="validate and publish jobs (JSON, JSON list or JSON lines)")
     submit.add_argument("source", help="file, or - for standard input")
+    submit.add_argument(
+        "--priority",
+        type=job_priority,
+        default=SUBMIT_PRIORITY,
+        metavar="N",
+        help="0 (lowest) to 9 (highest); 5 and up take RabbitMQ's urgent lane",
+    )
     submit.set_defaults(func=_submit)
 
     scan = commands.add_parser("scan", help="scan one conversation window now (dry run unless --recall)")

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(
         "recall", pattern=r"^[a-z][a-z0-9_.-]*$", description="prefix of every queue name"
     )
-    concurrency: int = Field(4, ge=1, le=256, description="jobs in flight per worker process")
+    concurrency: int = Field(4, ge=1, le=256, description="jobs in flight per worker process and queue lane")
     max_attempts: int = Field(5, ge=1, le=50, description="attempts before a job is dead-lettered")
     retry_base_delay_s: float = Field(
         2.0, gt=0, description="delay before the first retry; doubles each time"
@@ -55,7 +55,22 @@ class Settings(BaseSettings):
     tim_admin: str = Field("administrator", min_length=1, max_length=32, description="the app admin account")
     tim_region: str = Field("china", description="data-centre region: " + ", ".join(REGION_DOMAINS))
     tim_base_url: str | None = Field(None, description="explicit API base URL (overrides the region)")
-    tim_rate_limit: int = Field(200, ge=1, description="calls/s per command, per process")
+    tim_rate_limit: int = Field(
+        200,
+        ge=1,
+        description="calls/s per command at most: the app's, shared by the fleet with RECALL_REDIS_URL",
+    )
+    tim_rate_floor: int = Field(
+        10, ge=1, description="rate-limit answers never take a command below this calls/s"
+    )
+    tim_rate_probe_s: float = Field(
+        15.0,
+        ge=0,
+        description="after a rate-limit answer, hold just under the refused rate this long, then probe",
+    )
+    tim_rate_limit_patience_s: float = Field(
+        120.0, ge=0, description="a call answered rate-limited queues again for up to this long"
+    )
     tim_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of one call")
     tim_max_attempts: int = Field(5, ge=1, le=20, description="attempts of one call on transient errors")
     tim_usersig_ttl_s: int = Field(7 * 86400, ge=3600, description="lifetime of generated UserSigs")
@@ -69,7 +84,9 @@ class Settings(BaseSettings):
     protected_accounts: list[str] = Field(
         default_factory=list, description="comma-separated accounts whose messages are never recalled"
     )
-    verify_recalls: bool = Field(True, description="re-read the window after recalling and check each recall")
+    verify_recalls: bool = Field(
+        True, description="re-read the history pages that held recalled messages, check each recall"
+    )
     breaker_factor: float = Field(
         10.0, gt=1, description="a rule matching this many times its usual rate trips"
     )

@@ -11,6 +11,12 @@ of ``drain_events``); here anything the worker cannot read (properties, compress
 the dead-letter queue with the reason and an ``invalid`` result, and the worker keeps going. On SIGTERM the
 worker stops taking jobs, gives those in flight ``shutdown_budget_s`` to finish, requeues the rest, and
 exits 0. While the Chat API refuses the worker's credentials it consumes nothing (:mod:`worker.gate`).
+
+Lanes (RabbitMQ): the worker consumes the urgent lane and the jobs queue, each with a prefetch of
+``concurrency``, so an urgent job never waits for a slot behind the backlog of the other. While the urgent
+lane fills its prefetch (a backlog of urgent jobs), and until it has been below that for
+``LANE_GRACE_S``, the worker takes nothing from the jobs queue: the urgent lane goes first. A retry, a hold
+and a dead letter keep the priority of the delivery they come from (so a retry stays in its lane).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
+import gc
 import hashlib
 import queue
 import signal
@@ -46,6 +54,7 @@ from worker.redact import bounded
 from worker.results import JobResult
 from worker.retry import RetryPolicy
 from worker.runner import Action, RuleSource, Settlement, execute
+from worker.tim.adaptive import AdaptivePolicy
 from worker.tim.client import RetryPolicy as CallRetryPolicy
 from worker.tim.client import TimClient
 from worker.tim.credentials import check_credentials
@@ -56,6 +65,9 @@ log = structlog.get_logger("worker.consumer")
 #: only on ack), so the wait is short while jobs run; idle, a delivery ends the wait at once anyway.
 IDLE_TICK_S = 0.25
 BUSY_TICK_S = 0.01
+#: The jobs queue is taken from only once the urgent lane has been below its prefetch this long: the broker
+#: refills a busy lane as soon as a job is acked, so a backlog of urgent jobs keeps the jobs queue waiting.
+LANE_GRACE_S = 1.0
 
 
 class WorkerObserver(GateObserver, Protocol):
@@ -114,6 +126,8 @@ class InFlight:
     job: Job
     attempt: int
     started: float
+    lane: str = ""
+    priority: int = 0
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -142,7 +156,14 @@ def make_client(settings: Settings) -> TimClient:
         "admin": settings.tim_admin,
         "timeout_s": settings.tim_timeout_s,
         "rate_per_command": settings.tim_rate_limit,
-        "retry": CallRetryPolicy(max_attempts=settings.tim_max_attempts),
+        "adaptive": AdaptivePolicy(
+            ceiling=settings.tim_rate_limit,
+            floor=min(settings.tim_rate_floor, settings.tim_rate_limit),
+            probe_after_s=settings.tim_rate_probe_s,
+        ),
+        "retry": CallRetryPolicy(
+            max_attempts=settings.tim_max_attempts, rate_limit_patience_s=settings.tim_rate_limit_patience_s
+        ),
         "redis_url": settings.redis_url,
     }
     if settings.tim_base_url:
@@ -216,6 +237,10 @@ class Worker:
         self._client = self._jobs.submit(self._make_client()).result()
         self._media = self._jobs.submit(self._make_media()).result()
         self.policy = dataclasses.replace(self.policy, media=self._media.fetch_many)
+        # What start-up loaded (rules, compiled automata, clients) lives as long as the process: out of the
+        # collector's sight, full collections stay short, and so do the event-loop stalls they cause.
+        gc.collect()
+        gc.freeze()
         try:
             self._consume_until_stopped()
         finally:
@@ -273,29 +298,28 @@ class Worker:
             )
             channel = consumer_conn.channel()
             self.topology.declare(channel)
-            consumer = Consumer(
-                channel,
-                queues=[self.topology.queue(self.names.jobs)],
-                on_message=self._on_delivery,
-                on_decode_error=self._on_undecodable,
-                prefetch_count=settings.concurrency,
-                accept=[],  # bodies are decoded by _on_delivery, never by kombu
+            lanes = _Lanes(
+                [
+                    Consumer(
+                        channel,
+                        queues=[self.topology.queue(lane)],
+                        on_message=functools.partial(self._on_delivery, lane=lane),
+                        on_decode_error=self._on_undecodable,
+                        prefetch_count=settings.concurrency,
+                        accept=[],  # bodies are decoded by _on_delivery, never by kombu
+                    )
+                    for lane in self.topology.lanes()  # the urgent lane first
+                ],
+                settings.concurrency,
             )
             self.state.connected = True
-            consuming = False
             while True:
                 self._tick(consumer_conn)
                 self.gate.poll()
                 self.state.credentials_ok = self.gate.ok
                 # Consume only while the credentials are accepted and no stop was asked for.
                 wanted = self.gate.open and not self._stop_requested.is_set()
-                if wanted != consuming:
-                    consuming = wanted
-                    if wanted:
-                        consumer.consume()
-                        log.info("worker.consuming", queue=self.names.jobs, concurrency=settings.concurrency)
-                    else:
-                        consumer.cancel()  # no new deliveries; the ones in flight finish below
+                lanes.steer(wanted, self._lane_in_flight(lanes.names[0]))
                 if self._stop_requested.is_set():
                     if not self._in_flight:
                         return
@@ -309,6 +333,9 @@ class Worker:
             self._close(publisher_conn)
             self._close(consumer_conn)
             self._publisher = None
+
+    def _lane_in_flight(self, lane: str) -> int:
+        return sum(1 for flight in self._in_flight.values() if flight.lane == lane)
 
     def _tick(self, conn: Connection) -> None:
         self.state.last_tick = time.monotonic()
@@ -353,10 +380,10 @@ class Worker:
 
     # deliveries ------------------------------------------------------------------------------------
 
-    def _on_delivery(self, message: Any) -> None:
+    def _on_delivery(self, message: Any, lane: str = "") -> None:
         self._last_activity = time.monotonic()
         try:
-            self._accept(message)
+            self._accept(message, lane or self.names.jobs)
         except Exception as exc:  # a delivery the worker cannot read must never stop it
             log.exception("job.unreadable")
             error = f"the delivery could not be read: {type(exc).__name__}: {exc}"
@@ -369,7 +396,7 @@ class Worker:
         what = f"compressed as {compression!r}" if compression else "as delivered"
         self._refuse(message, "undecodable", f"the body does not decode {what}: {type(exc).__name__}: {exc}")
 
-    def _accept(self, message: Any) -> None:
+    def _accept(self, message: Any, lane: str) -> None:
         headers = h.headers_of(message)
         problem = h.transport_problem(message)
         if problem is not None:
@@ -388,10 +415,17 @@ class Worker:
         future = self._jobs.submit(
             self._execute(job, attempt, replayed_at=replayed_at, deliveries=deliveries)
         )
-        self._in_flight[future] = InFlight(message, job, attempt, time.monotonic())
+        priority = self.topology.priority_in(lane, h.priority_of(message))
+        self._in_flight[future] = InFlight(message, job, attempt, time.monotonic(), lane, priority)
         self.state.in_flight = len(self._in_flight)
         future.add_done_callback(self._done.put)
-        log.info("job.started", job_id=job.job_id, attempt=attempt, conversation=job.conversation.type)
+        log.info(
+            "job.started",
+            job_id=job.job_id,
+            attempt=attempt,
+            conversation=job.conversation.type,
+            priority=priority,
+        )
 
     async def _execute(
         self, job: Job, attempt: int, *, replayed_at: datetime | None, deliveries: int
@@ -448,7 +482,13 @@ class Worker:
             publisher = self._current_publisher()
             if settlement.dead_reason is not None:
                 dead, binary = _dead_letter(message, settlement, job_id)
-                publisher.publish(self.names.dead, h.raw_body(message), headers=dead, binary=binary)
+                publisher.publish(
+                    self.names.dead,
+                    h.raw_body(message),
+                    headers=dead,
+                    binary=binary,
+                    priority=h.priority_of(message),  # what dlq replay puts it back with
+                )
             if settlement.escalate:
                 publisher.publish(self.names.escalations, settlement.body, headers={h.JOB_ID: job_id})
             publisher.publish(
@@ -483,7 +523,11 @@ class Worker:
         delay_s = self.gate.recheck_s if held else settlement.retry_delay_s
         try:
             self._current_publisher().publish(
-                self.names.jobs, h.raw_body(flight.message), headers=headers, delay_s=delay_s
+                self.names.jobs,
+                h.raw_body(flight.message),
+                headers=headers,
+                delay_s=delay_s,
+                priority=flight.priority,  # the same lane, and the same place in the embedded queue
             )
         except Exception as exc:  # noqa: BLE001 - not stored means not acked: requeue and say why
             log.error("job.retry_publish_failed", job_id=flight.job.job_id, error=bounded(str(exc), 500))
@@ -520,6 +564,41 @@ class Worker:
             log.warning("job.abandoned", job_id=flight.job.job_id, reason=why)
         self._in_flight.clear()
         self.state.in_flight = 0
+
+
+class _Lanes:
+    """The consumers of the lanes, the first served first: a later lane is consumed only while the first has
+    not filled its prefetch for ``LANE_GRACE_S`` (one lane, embedded: just the gate and the stop)."""
+
+    def __init__(self, consumers: list[Consumer], prefetch: int) -> None:
+        self.consumers = consumers
+        self.names = [consumer.queues[0].name for consumer in consumers]
+        self.prefetch = prefetch
+        self.consuming = [False] * len(consumers)
+        self.paused = [False] * len(consumers)  # stopped only to let the first lane go first
+        self.first_busy_at = time.monotonic()  # when the first lane was last full (or not consumed)
+
+    def steer(self, wanted: bool, first_in_flight: int) -> None:
+        """Start or stop each lane's consumer: all of them only while ``wanted``."""
+        now = time.monotonic()
+        if not self.consuming[0] or first_in_flight >= self.prefetch:
+            self.first_busy_at = now
+        for index, consumer in enumerate(self.consumers):
+            want = wanted and (index == 0 or now - self.first_busy_at >= LANE_GRACE_S)
+            if want == self.consuming[index]:
+                continue
+            self.consuming[index] = want
+            if want:
+                consumer.consume()
+                if self.paused[index]:  # the first lane let it go on: not news
+                    log.debug("worker.lane_resumed", queue=self.names[index])
+                else:
+                    log.info("worker.consuming", queue=self.names[index], concurrency=self.prefetch)
+            else:
+                consumer.cancel()  # no new deliveries; the ones in flight finish
+            self.paused[index] = wanted and not want
+            if self.paused[index]:
+                log.debug("worker.lane_paused", queue=self.names[index], behind=self.names[0])
 
 
 def _ack(message: Any) -> None:

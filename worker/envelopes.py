@@ -30,6 +30,8 @@ class EnvelopeLike(Protocol):
     def content_type(self) -> str | None: ...
     @property
     def content_encoding(self) -> str | None: ...
+    @property
+    def priority(self) -> int: ...
 
 
 def _header_value(value: Any) -> Any:
@@ -67,4 +69,6 @@ def envelope_line(envelope: EnvelopeLike, *, with_headers: bool) -> str:
         line = {"headers": envelope.headers, **fields}
         if envelope.content_type not in (None, "", "application/json"):
             line["content_type"] = envelope.content_type
+        if envelope.priority:  # a dead letter's job priority, which a replay keeps
+            line["priority"] = envelope.priority
     return orjson.dumps(line, default=_header_value, option=orjson.OPT_NON_STR_KEYS).decode()

@@ -99,7 +99,25 @@ class Metrics:
         )
         self.rate_waited = Counter(
             "recall_tim_rate_limit_wait_seconds_total",
-            "Time spent waiting for the rate limiter.",
+            "Time every call spent queued for its rate-limiter slot.",
+            ["command"],
+            registry=r,
+        )
+        self.rate_limit_answers = Counter(
+            "recall_tim_rate_limited_total",
+            "Rate-limit answers (60007, 60011, 60018, 60019): each lowers the rate and is waited out.",
+            ["command"],
+            registry=r,
+        )
+        self.rate_current = Gauge(
+            "recall_tim_rate_limit_rate",
+            "Calls/s the command's limiter spaces calls for now (the adaptive rate, fleet-wide with Redis).",
+            ["command"],
+            registry=r,
+        )
+        self.rate_waiting = Gauge(
+            "recall_tim_rate_limit_waiting",
+            "Calls of this process queued for their rate-limiter slot, as of the last call.",
             ["command"],
             registry=r,
         )
@@ -147,6 +165,13 @@ class Metrics:
     def rate_wait(self, command: str, seconds: float) -> None:
         if seconds > 0:
             self.rate_waited.labels(command).inc(seconds)
+
+    def rate_limited(self, command: str) -> None:
+        self.rate_limit_answers.labels(command).inc()
+
+    def limiter_state(self, command: str, rate_per_s: float, waiting: int) -> None:
+        self.rate_current.labels(command).set(rate_per_s)
+        self.rate_waiting.labels(command).set(waiting)
 
 
 def health(state: WorkerState) -> tuple[int, dict[str, Any]]:

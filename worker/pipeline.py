@@ -15,13 +15,16 @@ message of the suspect the walk saw in the window (their evidence is kept first)
 moderator approves it; afterwards the history is read again and what the wipe missed is recalled by seq.
 
 The ledger is the source of truth: every matched message's evidence is committed before any recall of it;
-a message some job already recalled is never recalled again; after recalling, the window is read again to
-verify each recall took effect.
+a message some job already recalled is never recalled again; after recalling, the history pages that held
+the recalled messages are read again to verify each recall took effect. A job's ledger work is a few fused
+transactions, each one hop to a thread: the scan with all the plan needs, then the plans with the claim,
+then every recall's outcome with its verification.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -31,7 +34,7 @@ from typing import Any, Protocol
 
 from rules.media import Media, MediaRef, media_refs
 from worker.jobs import C2CConversation, GroupConversation, Job, OfficialAccountConversation
-from worker.ledger.store import Ledger, ScannedMessage, now
+from worker.ledger.store import CallOutcome, Claim, Ledger, ScannedMessage, ScanRecord, now
 from worker.ledger.views import WIPE_PLAN
 from worker.tim.history import (
     ApiCaller,
@@ -139,9 +142,13 @@ class MessageRef:
     timestamp: int
     state: MessageState
     system: bool = False  # a group's system message (IsSystemMsg 1): never recalled
+    #: The history page (1 = the first the walk read) that held the message; 0 when unknown. Verifying a
+    #: recall reads again only the pages that held recalled messages.
+    page: int = 0
 
     @classmethod
-    def of(cls, message: Message) -> MessageRef:
+    def of(cls, message: Message, page: int = 0) -> MessageRef:
+        """What the plan needs of ``message``, found on the walk's page ``page``."""
         return cls(
             message.msg_key,
             message.from_account,
@@ -149,6 +156,7 @@ class MessageRef:
             message.timestamp,
             message.state,
             message.system,
+            page,
         )
 
 
@@ -443,7 +451,8 @@ async def scan(
         page.clear()
 
     async for message in history_of(job, client, stats):
-        seen[message.msg_key] = MessageRef.of(message)
+        # The walk yields a page's messages before it fetches the next: ``stats.pages`` is this one's page.
+        seen[message.msg_key] = MessageRef.of(message, stats.pages)
         if in_group and _wipeable(message, job):
             wipeable.append(message.msg_key)
         if (window_rules or in_group) and message.from_account == job.suspect:
@@ -489,23 +498,50 @@ async def recall(job: Job, client: ApiCaller, targets: Iterable[MessageRef]) -> 
     return results
 
 
-async def verify(job: Job, client: ApiCaller, recalled: list[MessageRef]) -> list[str]:
-    """Read the history around ``recalled`` again; return the keys that do not show as recalled.
+def page_groups(job: Job, refs: Sequence[MessageRef]) -> list[list[MessageRef]]:
+    """``refs`` grouped by the history page that held them, for :func:`verify`.
 
-    A group's messages are read again by seq: from the highest recalled one down, not from the newest.
+    An official account's history can only be read from its newest message (the API takes no time bound and
+    no start), so there every ref is in one group; refs whose page is unknown (0) form one group too.
     """
-    if not recalled:
-        return []
+    if isinstance(job.conversation, OfficialAccountConversation):
+        return [list(refs)] if refs else []
+    groups: dict[int, list[MessageRef]] = {}
+    for ref in refs:
+        groups.setdefault(ref.page, []).append(ref)
+    return [groups[page] for page in sorted(groups)]
+
+
+async def verify(job: Job, client: ApiCaller, recalled: list[MessageRef]) -> list[str]:
+    """Read again the history pages that held ``recalled``; return the keys that do not show as recalled.
+
+    Each page's recalled messages (:func:`page_groups`) are read in one narrow window: from the oldest's
+    time to the newest's, a part of that page's span, so they come back on one page (two when the window's
+    edge seconds hold more messages), and the pages between them are not read again. A group's messages are
+    read by seq, from the page's highest recalled seq down to its lowest, not from the newest. An official
+    account's are read in one walk from the newest message. Each walk stops as soon as its messages all
+    showed.
+    """
     pending = {ref.msg_key for ref in recalled}
-    since, until = min(r.timestamp for r in recalled), max(r.timestamp for r in recalled)
-    start_seq = max(int(key) for key in pending) if isinstance(job.conversation, GroupConversation) else None
-    async for message in history_of(
-        job, client, HistoryStats(), since=since, until=until, start_seq=start_seq
-    ):
-        if message.msg_key in pending and message.state is MessageState.RECALLED:
-            pending.discard(message.msg_key)
-            if not pending:
-                break
+    for refs in page_groups(job, recalled):
+        left = [ref for ref in refs if ref.msg_key in pending]  # another page's walk may have shown some
+        if not left:
+            continue
+        keys = {ref.msg_key for ref in left}
+        since, until = min(r.timestamp for r in left), max(r.timestamp for r in left)
+        start_seq = floor = None
+        if isinstance(job.conversation, GroupConversation):
+            start_seq, floor = max(int(key) for key in keys), min(int(key) for key in keys)
+        async for message in history_of(
+            job, client, HistoryStats(), since=since, until=until, start_seq=start_seq
+        ):
+            if message.msg_key in pending and message.state is MessageState.RECALLED:
+                pending.discard(message.msg_key)
+                keys.discard(message.msg_key)
+                if not keys:
+                    break
+            if floor is not None and message.seq <= floor:
+                break  # a group's walk goes down by seq: none of the page's messages can follow
     return sorted(pending)
 
 
@@ -522,36 +558,46 @@ class Run:
     async def _ledger(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(method, *args, **kwargs)
 
-    async def scan_and_plan(
-        self, job_pk: int, ruleset: RuleSetLike
-    ) -> tuple[list[Matched], Plan, dict[str, int], dict[str, str], list[str]]:
-        """Scan, record and plan; the last item lists the messages a proposed wipe would show."""
-        found = await scan(self.job, self.client, ruleset, self.stats, self.policy.media)
+    async def scan_and_plan(self, job_pk: int, ruleset: RuleSetLike) -> tuple[Scan, Plan, ScanRecord]:
+        """Scan, then record and plan: one ledger transaction commits the evidence of every matched message
+        (before any recall can be attempted) and reads everything the plan needs."""
+        job, breaker = self.job, self.policy.breaker
+        found = await scan(job, self.client, ruleset, self.stats, self.policy.media)
         matched = found.matched
-        # Evidence of every matched message is committed here, before any recall can be attempted.
-        ids = await self._ledger(
-            self.ledger.record_scan, job_pk, self.job, [m.ledger_record() for m in matched]
+        counts = rule_counts(m for m in matched if m.ref.sender == job.suspect)
+        scanned = self.stats.messages
+        # Only a rule that matched this often can trip (see breaker_trips): no other baseline is read.
+        candidates = [rule_id for rule_id, count in counts.items() if count >= breaker.min_matches]
+        gone = [
+            m.ref.msg_key
+            for m in matched
+            if left_because(job, m.ref, self.policy) is SkipReason.ALREADY_RECALLED
+        ]
+        record: ScanRecord = await self._ledger(
+            self.ledger.record_scan_for_plan,
+            job_pk,
+            job,
+            [m.ledger_record() for m in matched],
+            counts=counts,
+            scanned=scanned,
+            baseline_rules=candidates if scanned > 0 else [],
+            baseline_since=now() - timedelta(seconds=breaker.lookback_s),
+            trips=lambda baselines: breaker_trips(counts, scanned, baselines, breaker),
+            cooldown_s=breaker.cooldown_s,
+            already_recalled=gone,
         )
-        counts = rule_counts(m for m in matched if m.ref.sender == self.job.suspect)
-        breaker = self.policy.breaker
-        since = now() - timedelta(seconds=breaker.lookback_s)
-        baselines = await self._ledger(self.ledger.rule_baselines, counts, since, exclude_job=job_pk)
-        trips = breaker_trips(counts, self.stats.messages, baselines, breaker)
-        for rule_id, why in trips.items():
-            await self._ledger(self.ledger.trip_breaker, rule_id, for_s=breaker.cooldown_s, reason=why)
-        await self._ledger(self.ledger.record_rule_stats, job_pk, counts, self.stats.messages)
-        open_breakers = await self._ledger(self.ledger.open_breakers)
-        rejected = await self._ledger(self.ledger.rejected_messages, ids.values())
-        keys_by_id = {pk: key for key, pk in ids.items()}
-        kept = [keys_by_id[pk] for pk in rejected if pk in keys_by_id]
-        plan = plan_recalls(self.job, matched, self.policy, open_breakers, kept)
-        wiped: list[str] = []
-        if plan.wipe:
-            # The wipe plan shows every message of the suspect's the walk saw: their evidence first.
-            unmatched = [m.ledger_record() for m in found.suspect_messages if m.ref.msg_key not in ids]
-            ids |= await self._ledger(self.ledger.record_evidence, job_pk, self.job, unmatched)
-            wiped = [m.ref.msg_key for m in found.suspect_messages]
-        return matched, plan, ids, trips, wiped
+        kept = [key for key, pk in record.ids.items() if pk in record.rejected]
+        plan = plan_recalls(job, matched, self.policy, record.open_breakers, kept)
+        return found, plan, record
+
+    @staticmethod
+    def claimed(
+        refs: Sequence[MessageRef], claim: Claim
+    ) -> tuple[list[MessageRef], list[tuple[str, SkipReason]]]:
+        """The refs ``claim`` lets this job recall now, and the others with why not."""
+        skipped = [(key, SkipReason(reason)) for key, reason in claim.skipped.items()]
+        called = set(claim.to_call)
+        return [ref for ref in refs if ref.msg_key in called], skipped
 
     async def claim(
         self, job_pk: int, refs: list[MessageRef], ids: dict[str, int]
@@ -563,32 +609,37 @@ class Run:
             {r.msg_key: ids[r.msg_key] for r in refs},
             lease_s=self.policy.claim_lease_s,
         )
-        skipped = [(key, SkipReason(reason)) for key, reason in claim.skipped.items()]
-        called = set(claim.to_call)
-        return [ref for ref in refs if ref.msg_key in called], skipped
+        return self.claimed(refs, claim)
 
     async def recall_and_verify(
         self, targets: list[MessageRef], ids: dict[str, int]
     ) -> tuple[list[RecallResult], list[str]]:
-        """Recall claimed ``targets``, record each outcome, and verify (returns the unverified keys)."""
+        """Recall claimed ``targets``, verify, and record every outcome with its verification in one ledger
+        transaction (returns the unverified keys).
+
+        Until that commits, the claims stay as the claim left them, as they would if the worker died right
+        after its calls: a later attempt takes its own claims over and finds the messages recalled. If the
+        verification fails, the outcomes are recorded without it before the error goes on.
+        """
         results = await recall(self.job, self.client, targets)
-        for result in results:
-            await self._ledger(
-                self.ledger.record_recall,
-                ids[result.msg_key],
-                state=result.outcome.value,
-                code=result.code,
-                info=result.info,
-            )
-        unverified: list[str] = []
-        if self.policy.verify:
-            done = {r.msg_key for r in results if r.outcome.is_done}
-            checked = [ref for ref in targets if ref.msg_key in done]
+        outcomes = [CallOutcome(ids[r.msg_key], r.outcome.value, r.code, r.info) for r in results]
+        if not self.policy.verify:
+            await self._ledger(self.ledger.record_recalls, outcomes)
+            return results, []
+        done = {r.msg_key for r in results if r.outcome.is_done}
+        checked = [ref for ref in targets if ref.msg_key in done]
+        try:
             unverified = await verify(self.job, self.client, checked)
-            await self._ledger(
-                self.ledger.record_verification,
-                {ids[ref.msg_key]: ref.msg_key not in unverified for ref in checked},
-            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the verification's error is the one to report
+                await self._ledger(self.ledger.record_recalls, outcomes)
+            raise
+        failed = set(unverified)
+        await self._ledger(
+            self.ledger.record_recalls,
+            outcomes,
+            {ids[ref.msg_key]: ref.msg_key not in failed for ref in checked},
+        )
         return results, unverified
 
     async def recall_claimed(
@@ -622,9 +673,11 @@ class Run:
         missed = set(await verify(job, self.client, claimed))
         wiped = [ref.msg_key for ref in claimed if ref.msg_key not in missed]
         await self._ledger(ledger.finish_wipe, wipe_id, recalled=len(wiped), missed=len(missed))
-        for key in wiped:
-            await self._ledger(ledger.record_recall, ids[key], state="recalled", code=0, info=WIPED)
-        await self._ledger(ledger.record_verification, {ids[key]: True for key in wiped})
+        await self._ledger(
+            ledger.record_recalls,
+            [CallOutcome(ids[key], "recalled", 0, WIPED) for key in wiped],
+            {ids[key]: True for key in wiped},
+        )
         leftover = [ref for ref in claimed if ref.msg_key in missed]
         results, unverified = await self.recall_and_verify(leftover, ids)
         return wiped, results, skipped, unverified
@@ -637,33 +690,49 @@ async def run_job(
     run = Run(job, client, ledger, policy)
     if job.apply_plan is not None:
         return await apply_plan(run, job_pk, job.apply_plan, ruleset.name)
-    matched, plan, ids, trips, wiped = await run.scan_and_plan(job_pk, ruleset)
-    gone = [ids[key] for key, reason in plan.skipped if reason is SkipReason.ALREADY_RECALLED and key in ids]
-    await run._ledger(ledger.settle_already_recalled, gone)
-    plans: dict[str, int] = {}
-    recalls: list[RecallResult] = []
-    unverified: list[str] = []
-    skipped = list(plan.skipped)
+    found, plan, record = await run.scan_and_plan(job_pk, ruleset)
+    to_plan: dict[str, list[str]] = {}  # reason -> MsgKeys, created in this order
+    to_claim: list[MessageRef] = []
     if job.dry_run or plan.over_cap:
-        reason = "dry_run" if job.dry_run else "over_cap"
         keys = [ref.msg_key for ref in plan.to_recall] + [
             k for group in plan.review().values() for k in group
         ]
         if keys:
-            plans[reason] = await run._ledger(ledger.create_plan, job_pk, reason, [ids[k] for k in keys])
+            to_plan["dry_run" if job.dry_run else "over_cap"] = keys
     else:
-        for reason, keys in plan.review().items():
-            plans[reason.value] = await run._ledger(
-                ledger.create_plan, job_pk, reason.value, [ids[k] for k in keys]
-            )
-        recalls, ledger_skipped, unverified = await run.recall_claimed(job_pk, list(plan.to_recall), ids)
+        to_plan |= {reason.value: keys for reason, keys in plan.review().items()}
+        to_claim = list(plan.to_recall)
+    evidence: list[ScannedMessage] = []
+    wiped: list[str] = []
+    if plan.wipe:
+        # The wipe plan shows every message of the suspect's the walk saw: their evidence first.
+        evidence = [m.ledger_record() for m in found.suspect_messages if m.ref.msg_key not in record.ids]
+        wiped = [m.ref.msg_key for m in found.suspect_messages]
+        if wiped:
+            to_plan[WIPE_PLAN] = wiped
+    ids, plans = record.ids, {}
+    recalls: list[RecallResult] = []
+    unverified: list[str] = []
+    skipped = list(plan.skipped)
+    if evidence or to_plan or to_claim:
+        prepared = await run._ledger(
+            ledger.prepare_recalls,
+            job_pk,
+            job,
+            ids,
+            evidence=evidence,
+            plans=to_plan,
+            claim=[ref.msg_key for ref in to_claim],
+            lease_s=policy.claim_lease_s,
+        )
+        ids, plans = prepared.ids, prepared.plans
+        targets, ledger_skipped = run.claimed(to_claim, prepared.claim)
         skipped += ledger_skipped
-    if plan.wipe and wiped:
-        plans[WIPE_PLAN] = await run._ledger(ledger.create_plan, job_pk, WIPE_PLAN, [ids[k] for k in wiped])
+        recalls, unverified = await run.recall_and_verify(targets, ids)
     # A wipe is only proposed with a plan to approve: none when the suspect has no live message left here.
     final_plan = Plan(plan.to_recall, tuple(skipped), plan.over_cap, plan.wipe if wiped else "")
     return JobReport(
-        matched,
+        found.matched,
         final_plan,
         run.stats,
         recalls,
@@ -671,7 +740,7 @@ async def run_job(
         ruleset.name,
         plans,
         unverified,
-        trips,
+        record.trips,
     )
 
 
@@ -685,7 +754,7 @@ async def apply_plan(run: Run, job_pk: int, plan_id: int, ruleset_name: str) -> 
     refs: dict[str, MessageRef] = {}
     async for message in history_of(job, run.client, run.stats):
         if message.msg_key in ids:
-            refs[message.msg_key] = MessageRef.of(message)
+            refs[message.msg_key] = MessageRef.of(message, run.stats.pages)
     to_recall: list[MessageRef] = []
     skipped: list[tuple[str, SkipReason]] = []
     for key in sorted(ids):

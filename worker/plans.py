@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from worker import priority as prio
 from worker.jobs import Job
 from worker.ledger.store import Ledger, PlanView
 from worker.queues import Queues
@@ -63,7 +64,7 @@ def approve(
     """
     plan = ledger.decide_plan(plan_id, approve=True, by=by, note=note, only=only)
     job = apply_job_for(plan)
-    queues.submit([job])
+    queues.submit([job], priority=prio.APPLY_PLAN)  # a moderator decided and waits for it
     return job
 
 
@@ -76,7 +77,7 @@ def requeue(ledger: Ledger, queues: Queues, plan_id: int) -> Job:
     if plan.status not in ("approved", "applied"):
         raise ValueError(f"plan {plan_id} is {plan.status}; only an approved plan has an apply job")
     job = apply_job_for(plan)
-    queues.submit([job], rerun=True)
+    queues.submit([job], rerun=True, priority=prio.APPLY_PLAN)
     return job
 
 

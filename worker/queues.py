@@ -15,6 +15,7 @@ from typing import Any
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
+from worker import priority as prio
 from worker.broker import headers as h
 from worker.broker.topology import Publisher, QueueNames, Topology, connect, is_embedded
 from worker.config import Settings, mask_url
@@ -42,6 +43,7 @@ class Envelope:
     headers: dict[str, Any]
     content_type: str | None = None
     content_encoding: str | None = None
+    priority: int = 0
 
 
 class Queues:
@@ -71,8 +73,9 @@ class Queues:
         with self._connect():
             pass
 
-    def submit(self, jobs: Iterable[Job], *, rerun: bool = False) -> int:
-        """Publish ``jobs`` to the jobs queue (confirmed); returns how many.
+    def submit(self, jobs: Iterable[Job], *, rerun: bool = False, priority: int = prio.SUBMIT_DEFAULT) -> int:
+        """Publish ``jobs`` with ``priority`` to the jobs queue (on RabbitMQ, the lane of that priority),
+        confirmed; returns how many.
 
         With ``rerun``, a job the ledger holds as ``failed`` runs again instead of having its stored result
         published again (what ``dlq replay`` and ``plans requeue`` ask for).
@@ -85,24 +88,34 @@ class Queues:
                 if rerun:
                     headers[h.REPLAYED_AT] = h.now_stamp()
                 publisher.publish(
-                    self.names.jobs, job.model_dump_json(exclude_none=True).encode(), headers=headers
+                    self.names.jobs,
+                    job.model_dump_json(exclude_none=True).encode(),
+                    headers=headers,
+                    priority=priority,
                 )
                 count += 1
         return count
 
-    def publish_jobs(self, jobs: Sequence[tuple[str, bytes]]) -> None:
-        """Publish job documents as they are, (job id, body) each, to the jobs queue; returns once the broker
-        confirmed every one (the intake's outbox relay)."""
+    def publish_jobs(self, jobs: Sequence[tuple[str, bytes, int]]) -> None:
+        """Publish job documents as they are, (job id, body, priority) each, to the jobs queue (the lane of
+        each one's priority); returns once the broker confirmed every one (the intake's outbox relay)."""
         with self._connect(confirm=True) as conn:
             publisher = Publisher(conn, self.topology, confirm_timeout_s=self.settings.confirm_timeout_s)
-            for job_id, body in jobs:
-                publisher.publish(self.names.jobs, body, headers={h.JOB_ID: job_id})
+            for job_id, body, priority in jobs:
+                publisher.publish(self.names.jobs, body, headers={h.JOB_ID: job_id}, priority=priority)
 
-    def publish_raw(self, queue: str, body: bytes, headers: dict[str, Any] | None = None) -> None:
-        """Publish an arbitrary body (tests, replays)."""
+    def publish_raw(
+        self,
+        queue: str,
+        body: bytes,
+        headers: dict[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+    ) -> None:
+        """Publish an arbitrary body (tests, replays); with ``priority``, a job goes to its lane."""
         with self._connect(confirm=True) as conn:
             Publisher(conn, self.topology, confirm_timeout_s=self.settings.confirm_timeout_s).publish(
-                queue, body, headers=headers
+                queue, body, headers=headers, priority=priority
             )
 
     def read(
@@ -134,13 +147,15 @@ class Queues:
                     h.headers_of(message),
                     getattr(message, "content_type", None),
                     getattr(message, "content_encoding", None),
+                    h.priority_of(message),
                 )
                 count += 1
                 if take:
                     message.ack()
 
     def replay_dead(self, *, job_ids: set[str] | None = None) -> int:
-        """Move dead letters (all, or those of ``job_ids``) back to the jobs queue as first attempts.
+        """Move dead letters (all, or those of ``job_ids``) back to the jobs queue as first attempts, each
+        with the priority it had (into the lane of that priority).
 
         A replayed job that the ledger holds as ``failed`` runs again (``x-replayed-at``); one it holds as
         settled otherwise has its stored result published again.
@@ -157,7 +172,9 @@ class Queues:
                     skipped.append(message)
                     continue
                 replayed = {**h.own(headers, (h.JOB_ID,)), h.REPLAYED_AT: h.now_stamp()}
-                publisher.publish(self.names.jobs, h.raw_body(message), headers=replayed)
+                publisher.publish(
+                    self.names.jobs, h.raw_body(message), headers=replayed, priority=h.priority_of(message)
+                )
                 message.ack()
                 moved += 1
             for message in skipped:
@@ -177,11 +194,12 @@ class Queues:
         delays = RetryPolicy(
             self.settings.max_attempts, self.settings.retry_base_delay_s, self.settings.retry_max_delay_s
         ).delays_s()
-        retries = [self.names.retry(round(delay * 1000)) for delay in delays]
-        retries.append(self.names.retry(round(self.settings.credential_recheck_s * 1000)))
+        delays_ms = [round(delay * 1000) for delay in delays]
+        delays_ms.append(round(self.settings.credential_recheck_s * 1000))
+        retries = [self.names.retry(ms, urgent=urgent) for ms in delays_ms for urgent in (False, True)]
         with self._connect() as conn:
             channel = conn.channel()
-            for name in (*self.names.fixed(), *retries, *extra):
+            for name in (*self.names.fixed(), self.names.urgent, *retries, *extra):
                 try:
                     self.topology.queue(name)(channel).delete()
                 except Exception:  # noqa: BLE001 - a queue that does not exist is already gone

@@ -447,6 +447,12 @@ class _HistoryCalls:
     def rate_wait(self, command: str, seconds: float) -> None:
         pass
 
+    def rate_limited(self, command: str) -> None:
+        pass
+
+    def limiter_state(self, command: str, rate_per_s: float, waiting: int) -> None:
+        pass
+
 
 class _GcPauses:
     """The longest garbage-collector pause while installed (it stops every thread, the event loop too)."""

@@ -49,7 +49,7 @@ from alembic.script import ScriptDirectory
 
 from tests.deploy.crd_schemas import SCHEMAS
 from tests.services import free_port
-from worker.broker.topology import QueueNames
+from worker.broker.topology import QueueNames, Topology
 from worker.config import Settings, parse_intake_keys
 from worker.ledger.migrate import MIGRATIONS
 from worker.observability import Metrics
@@ -409,8 +409,8 @@ def quantity(value: str | int | float) -> float:
     return float(text)
 
 
-def jobs_queues(docs: tuple[dict[str, Any], ...]) -> tuple[str, str]:
-    """The jobs queue the rendered worker consumes (from its settings) and the one KEDA watches."""
+def jobs_queues(docs: tuple[dict[str, Any], ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The jobs queues (lanes) the rendered worker consumes (from its settings) and the ones KEDA watches."""
     [deployment] = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == WORKER]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     settings: dict[str, str] = {}
@@ -422,8 +422,9 @@ def jobs_queues(docs: tuple[dict[str, Any], ...]) -> tuple[str, str]:
     settings.update({v["name"]: v["value"] for v in container.get("env", []) if "value" in v})
     prefix = settings.get("RECALL_QUEUE_PREFIX", Settings.model_fields["queue_prefix"].default)
     [scaled] = [d for d in docs if d["kind"] == "ScaledObject" and d["metadata"]["name"] == WORKER]
-    [trigger] = [t for t in scaled["spec"]["triggers"] if t["type"] == "rabbitmq"]
-    return QueueNames(prefix).jobs, trigger["metadata"]["queueName"]
+    watched = [t["metadata"]["queueName"] for t in scaled["spec"]["triggers"] if t["type"] == "rabbitmq"]
+    consumed = Topology(QueueNames(prefix), embedded=False).lanes()
+    return tuple(sorted(consumed)), tuple(sorted(watched))
 
 
 def container_port(container: dict[str, Any], name: str) -> int:
@@ -725,20 +726,21 @@ def test_keda_scales_the_worker_on_its_jobs_queue(overlay: str) -> None:
     target = scaled["scaleTargetRef"]
     assert (target.get("kind", "Deployment"), target["name"]) == ("Deployment", WORKER)
     assert 1 <= scaled["minReplicaCount"] <= scaled["fallback"]["replicas"] <= scaled["maxReplicaCount"]
-    [trigger] = scaled["triggers"]
     env = resolved_env(overlay, worker_container(overlay))
-    assert trigger["type"] == "rabbitmq"
+    assert {trigger["type"] for trigger in scaled["triggers"]} == {"rabbitmq"}
     consumed, watched = jobs_queues(rendered(overlay))
     prefix = env.get("RECALL_QUEUE_PREFIX", Settings.model_fields["queue_prefix"].default)
-    assert consumed == QueueNames(prefix).jobs
-    assert watched == consumed, "KEDA must watch the queue the worker consumes"
-    assert trigger["metadata"]["mode"] == "QueueLength" and float(trigger["metadata"]["value"]) > 0
-    assert "host" not in trigger["metadata"], "the broker URL (with its password) belongs in a Secret"
-    auth = one(overlay, "TriggerAuthentication", trigger["authenticationRef"]["name"])
-    [host] = [ref for ref in auth["spec"]["secretTargetRef"] if ref["parameter"] == "host"]
-    secret = secret_data(one(overlay, "Secret", host["name"]))
-    assert secret[host["key"]] == env["RECALL_BROKER_URL"], "KEDA must watch the broker the worker consumes"
-    assert secret[host["key"]].startswith(("amqp://", "amqps://"))
+    assert consumed == tuple(sorted((QueueNames(prefix).jobs, QueueNames(prefix).urgent)))
+    assert watched == consumed, "KEDA must watch the queues (both lanes) the worker consumes"
+    for trigger in scaled["triggers"]:
+        assert trigger["metadata"]["mode"] == "QueueLength" and float(trigger["metadata"]["value"]) > 0
+        assert "host" not in trigger["metadata"], "the broker URL (with its password) belongs in a Secret"
+        auth = one(overlay, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+        [host] = [ref for ref in auth["spec"]["secretTargetRef"] if ref["parameter"] == "host"]
+        secret = secret_data(one(overlay, "Secret", host["name"]))
+        url = secret[host["key"]]
+        assert url == env["RECALL_BROKER_URL"], "KEDA must watch the broker the worker consumes"
+        assert url.startswith(("amqp://", "amqps://"))
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -757,7 +759,8 @@ def test_the_queue_prefix_set_once_in_a_copy_of_the_overlay_renames_the_queue_ke
     (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
     # (kustomize before 5.1 ran components before the overlay's own generators: the queue would keep the
     # base's prefix.)
-    assert jobs_queues(build(copy)) == ("moderation-eu.jobs", "moderation-eu.jobs")
+    lanes = ("moderation-eu.jobs", "moderation-eu.jobs.urgent")
+    assert jobs_queues(build(copy)) == (lanes, lanes)
 
 
 @pytest.mark.parametrize("prefix", ["moderation-eu", "moderation.eu"])
@@ -780,7 +783,8 @@ def test_a_new_overlay_sets_the_queue_prefix_once_for_the_worker_and_keda(
         ],
     }
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization, sort_keys=False))
-    assert jobs_queues(build(overlay)) == (f"{prefix}.jobs", f"{prefix}.jobs")
+    lanes = (f"{prefix}.jobs", f"{prefix}.jobs.urgent")
+    assert jobs_queues(build(overlay)) == (lanes, lanes)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

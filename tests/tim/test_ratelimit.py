@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import itertools
 import random
 import time
 from collections.abc import Iterator
@@ -12,12 +11,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from tests.conftest import make_client
 from tests.services import REDIS, require
 from worker.tim.client import RetryPolicy
 from worker.tim.errors import TimApiError
-from worker.tim.ratelimit import RateLimiter
+from worker.tim.ratelimit import DEFAULT_WINDOW_S, CommandLimiters, RateLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 IMPORT = "im_open_login_svc/account_import"
@@ -65,19 +65,34 @@ class LateSleeps:
 
 async def test_a_start_woken_late_keeps_its_slot() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.05])))
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.015])))
     await limiter.acquire()  # idle: starts at once, the next slot is 0.25 s later
-    await limiter.acquire()  # sleeps 0.25 s, wakes 0.05 s late
-    assert clock.now == pytest.approx(100.30)
-    assert limiter.delay() == pytest.approx(0.20), "the next slot is still 100.50"
+    await limiter.acquire()  # sleeps 0.25 s, wakes 15 ms late: within MAX_LATE_S, it starts
+    assert clock.now == pytest.approx(100.265)
+    assert limiter.delay() == pytest.approx(0.235), "the next slot is still 100.50: the grid kept"
 
 
 async def test_a_very_late_start_earns_no_catch_up_burst() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.2])))
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.2, 0.0])))
     await limiter.acquire()
-    await limiter.acquire()  # wakes at 100.45, past half of the next spacing
-    assert limiter.delay() == pytest.approx(0.125), "half a spacing at least between starts"
+    waited = await limiter.acquire()  # wakes at 100.45, far past its slot: it takes the next one instead
+    assert clock.now == pytest.approx(100.50)
+    assert waited == pytest.approx(0.50)
+    assert limiter.delay() == pytest.approx(0.25)
+
+
+async def test_callers_reserve_their_slots_in_order_and_each_counts_its_own_wait() -> None:
+    limiter = RateLimiter(rate=20, window_s=1.0)  # 50 ms apart
+    started = time.monotonic()
+    waits = await asyncio.gather(*(limiter.acquire() for _ in range(6)))
+    elapsed = time.monotonic() - started
+    assert waits[0] == 0
+    # every queued caller reports its own wait (the sum is 0+50+...+250 ms), not only the first in line
+    assert sum(waits) == pytest.approx(0.75, abs=0.06)
+    assert waits == sorted(waits)
+    assert 0.24 <= elapsed < 0.4
+    assert limiter.waiting == 0
 
 
 async def test_an_idle_limiter_owes_nothing() -> None:
@@ -93,15 +108,15 @@ async def test_sleeps_that_overshoot_cost_no_rate() -> None:
     clock = FakeClock()
     rng = random.Random(7)
     overshoots = iter(lambda: rng.uniform(0, 0.002), None)  # up to 2 ms each, as an event loop wakes
-    limiter = RateLimiter(clock=clock, sleep=LateSleeps(clock, overshoots))  # 200 per 1.05 s
+    limiter = RateLimiter(clock=clock, sleep=LateSleeps(clock, overshoots))  # 200 per 1.04 s
     starts = []
     for _ in range(2000):
         await limiter.acquire()
         starts.append(clock.now)
-    assert (len(starts) - 1) / (starts[-1] - starts[0]) == pytest.approx(200 / 1.05, rel=0.002)
+    assert (len(starts) - 1) / (starts[-1] - starts[0]) == pytest.approx(200 / DEFAULT_WINDOW_S, rel=0.002)
 
 
-async def test_late_starts_never_put_more_than_191_calls_in_one_second() -> None:
+async def test_late_starts_never_put_more_than_197_calls_in_one_second() -> None:
     clock = FakeClock()
     rng = random.Random(11)
     # Mostly small overshoots, some stalls of several spacings.
@@ -114,9 +129,8 @@ async def test_late_starts_never_put_more_than_191_calls_in_one_second() -> None
         await limiter.acquire()
         starts.append(clock.now)
     for i, first in enumerate(starts):
-        assert bisect.bisect_left(starts, first + 1.0) - i <= 191
-        assert bisect.bisect_left(starts, first + 1.05) - i <= 201
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 1.05 / 200 / 2 - 1e-9
+        assert bisect.bisect_left(starts, first + 1.0) - i <= 197
+        assert bisect.bisect_left(starts, first + DEFAULT_WINDOW_S) - i <= 201
 
 
 async def test_waiting_is_reported() -> None:
@@ -170,7 +184,7 @@ async def test_replicas_sharing_redis_stay_under_the_limit_together(fresh_emulat
 @pytest.mark.slow
 async def test_replicas_limited_each_on_their_own_overrun_the_service(fresh_emulator_process: str) -> None:
     url = fresh_emulator_process
-    one_try = RetryPolicy(max_attempts=1)
+    one_try = RetryPolicy(max_attempts=1, rate_limit_patience_s=0)
     async with make_client(url, retry=one_try) as one, make_client(url, retry=one_try) as two:
         outcomes = await asyncio.gather(
             *(c.call(IMPORT, {"UserID": f"u{n}"}) for n in range(300) for c in (one, two)),
@@ -179,3 +193,39 @@ async def test_replicas_limited_each_on_their_own_overrun_the_service(fresh_emul
     refused = [o for o in outcomes if isinstance(o, TimApiError) and o.code == 60007]
     assert refused, "two processes at 200/s each are over the service's 200/s"
     assert httpx.get(f"{url}/_emulator/stats").json()["limit_breaches"]["account_import"] == len(refused)
+
+
+@pytest.mark.slow
+async def test_rate_limit_answers_are_waited_out_inside_the_call_and_lower_the_rate(
+    fresh_emulator_process: str,
+) -> None:
+    url = fresh_emulator_process
+    one_try = RetryPolicy(max_attempts=1)  # rate-limit answers cost no attempt
+    async with make_client(url, retry=one_try) as one, make_client(url, retry=one_try) as two:
+        await asyncio.gather(*(c.call(IMPORT, {"UserID": f"u{n}"}) for n in range(300) for c in (one, two)))
+        refused = one.stats.rate_limited["account_import"] + two.stats.rate_limited["account_import"]
+        lowered = [c._limiters.for_command("account_import").rate_per_s() for c in (one, two)]
+    stats = httpx.get(f"{url}/_emulator/stats").json()
+    assert stats["calls"]["account_import"]["0"] == 600, "every call succeeded in the end"
+    assert stats["calls"]["account_import"].get("60007", 0) == refused > 0
+    assert all(rate < 200 / DEFAULT_WINDOW_S for rate in lowered), "each overrunning client slowed down"
+
+
+async def test_a_rate_limit_answer_lowers_the_shared_rate_of_every_replica() -> None:
+    require(REDIS)
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    namespace = f"test-{time.monotonic_ns()}"
+    try:
+        one = CommandLimiters(200, redis=client, namespace=namespace).for_command("cmd")
+        two = CommandLimiters(200, redis=client, namespace=namespace).for_command("cmd")
+        await one.acquire()
+        await two.acquire()
+        assert two.rate_per_s() == pytest.approx(200 / DEFAULT_WINDOW_S)
+        await one.limited()
+        await one.limited()  # within the cooldown: the same burst of answers, one drop
+        await two.acquire()
+        assert two.rate_per_s() == pytest.approx(0.7 * 200 / DEFAULT_WINDOW_S, rel=0.02)
+    finally:
+        async for key in client.scan_iter(f"{namespace}:*"):
+            await client.delete(key)
+        await client.aclose()

@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from worker import priority as prio
 from worker.jobs import is_valid_job_id
 from worker.redact import bounded
 
@@ -88,6 +89,16 @@ def delivery_count(headers: Any) -> int:
     """How many times the broker delivered this message before (0 when it does not say)."""
     value = headers.get(DELIVERY_COUNT) if isinstance(headers, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def priority_of(message: Any) -> int:
+    """A delivered message's priority (its AMQP ``priority`` property), 0 to 9; 0 when it has none.
+
+    Not a header: the broker property travels with the message (through RabbitMQ's dead-lettering too) and
+    is what the embedded queue orders by.
+    """
+    properties = getattr(message, "properties", None)
+    return prio.of_property(properties.get("priority") if isinstance(properties, dict) else None)
 
 
 def raw_body(message: Any) -> bytes:

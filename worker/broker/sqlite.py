@@ -7,7 +7,12 @@ so a worker that dies loses what it held, and it cannot delay a message. Here:
 - a requeue, or a clean close with unacked messages, releases the lease in place (order kept);
 - a lease held by a process that no longer exists is released when any process next reads the queue, so a
   crashed worker's messages come back; the database is a local file, so process liveness is a sound test;
-- a message published with header ``x-delay-ms`` becomes visible only after that delay (delayed retries).
+- a message published with header ``x-delay-ms`` becomes visible only after that delay (delayed retries);
+- a queue delivers its visible messages by priority (the message's ``priority`` property, 0 to 9), higher
+  first, and in the order they became visible within one priority.
+
+A queue file written before priorities is given the ``priority`` column (every message in it: 0) when it is
+first opened.
 """
 
 from __future__ import annotations
@@ -31,11 +36,37 @@ CREATE TABLE IF NOT EXISTS messages (
     queue TEXT NOT NULL,
     payload BLOB NOT NULL,
     visible_at REAL NOT NULL,
-    lessee TEXT
+    lessee TEXT,
+    priority INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, lessee, visible_at, id);
 CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY);
 """
+#: After the column exists (a file from before priorities gets it first): the order messages are taken in.
+_PRIORITY_INDEX = (
+    "CREATE INDEX IF NOT EXISTS messages_next ON messages (queue, lessee, priority DESC, visible_at, id)"
+)
+MAX_PRIORITY = 9
+
+
+def _priority(message: dict[str, Any]) -> int:
+    """A message's priority, 0 to 9 (absent or nonsense: 0)."""
+    value = (message.get("properties") or {}).get("priority")
+    if not isinstance(value, int) or isinstance(value, bool):
+        return 0
+    return max(0, min(MAX_PRIORITY, value))
+
+
+def _add_priority_column(db: sqlite3.Connection) -> None:
+    """Give a queue file from before priorities its ``priority`` column; safe against a racing process."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if "priority" not in columns:
+        try:
+            db.execute("ALTER TABLE messages ADD COLUMN priority INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
+    db.execute(_PRIORITY_INDEX)
 
 
 def _process_token(pid: int) -> str | None:
@@ -67,6 +98,7 @@ class Channel(virtual.Channel):  # type: ignore[misc]
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        _add_priority_column(self._db)
         self._token = _process_token(os.getpid()) or f"{os.getpid()}:0"
         self._last_sweep = 0.0
         self._sweep_dead_leases()
@@ -90,8 +122,8 @@ class Channel(virtual.Channel):  # type: ignore[misc]
         message.get("properties", {}).pop(_ROW, None)
         with self._lock:
             self._db.execute(
-                "INSERT INTO messages (queue, payload, visible_at) VALUES (?, ?, ?)",
-                (queue, orjson.dumps(message), time.time() + float(delay_ms) / 1000),
+                "INSERT INTO messages (queue, payload, visible_at, priority) VALUES (?, ?, ?, ?)",
+                (queue, orjson.dumps(message), time.time() + float(delay_ms) / 1000, _priority(message)),
             )
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
@@ -102,7 +134,7 @@ class Channel(virtual.Channel):  # type: ignore[misc]
             try:
                 row = self._db.execute(
                     "SELECT id, payload FROM messages WHERE queue = ? AND lessee IS NULL AND visible_at <= ? "
-                    "ORDER BY visible_at, id LIMIT 1",
+                    "ORDER BY priority DESC, visible_at, id LIMIT 1",
                     (queue, time.time()),
                 ).fetchone()
                 if row is not None:

@@ -32,6 +32,12 @@ class LimitsChange(BaseModel):
     commands: dict[str, int | None] = Field(default_factory=dict)
 
 
+class TenantChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Calls/s of each command the app's other caller makes; 0 (or leaving a command out) stops it.
+    commands: dict[str, int] = Field(default_factory=dict)
+
+
 class SettingsChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     roaming_days: float | None = Field(None, gt=0)
@@ -143,6 +149,20 @@ def _media_routes(emulator: Emulator) -> list[Route]:
         Route("/_emulator/media", media_upload, methods=["POST"]),
         Route("/_emulator/media/{uuid}/{kind}", media_get, methods=["GET"]),
     ]
+
+
+def _tenant_route(emulator: Emulator) -> Route:
+    """``/_emulator/tenant``: the app's other caller, taking part of a command's limit."""
+
+    async def tenant(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            change = await _json(request, TenantChange)
+            if any(rate < 0 for rate in change.commands.values()):
+                return JSONResponse({"error": "a tenant's calls/s cannot be negative"}, status_code=400)
+            emulator.limits.set_tenant(change.commands)
+        return JSONResponse({"commands": emulator.limits.tenant})
+
+    return Route("/_emulator/tenant", tenant, methods=["GET", "POST"])
 
 
 def build_control_app(emulator: Emulator) -> Starlette:
@@ -262,6 +282,7 @@ def build_control_app(emulator: Emulator) -> Starlette:
             Route("/_emulator/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_emulator/clock", clock, methods=["GET", "POST"]),
             Route("/_emulator/limits", limits, methods=["GET", "POST"]),
+            _tenant_route(emulator),
             Route("/_emulator/settings", settings, methods=["GET", "POST"]),
             Route("/_emulator/reset", reset, methods=["POST"]),
             Route("/_emulator/c2c", c2c),

@@ -107,6 +107,7 @@ class Emulator:
         self.media.reset()
         self.service.settings = replace(self.config.settings)
         self.limits.configure(self.config.rate_limit, {})
+        self.limits.set_tenant({})
         self.faults.clear()
         self.clock.reset()
         self.stats = CallStats()

@@ -1,8 +1,9 @@
 """The outbox relay: the intake's background loop.
 
 Each pass, in order: turn due cases into jobs (in the outbox, with their cases, in one transaction); publish
-the outbox's unpublished jobs with publisher confirms and only then mark them published; follow the active
-cases' jobs in the ledger and settle the finished ones; deliver the due outcome webhooks and reporter notices.
+the outbox's unpublished jobs with publisher confirms and only then mark them published, each with the
+priority its case's reporters give it (:func:`worker.intake.trust.case_priority`); follow the active cases'
+jobs in the ledger and settle the finished ones; deliver the due outcome webhooks and reporter notices.
 
 A crash anywhere loses nothing: a job stored but not yet confirmed is published again by the next pass (of
 this process or another replica), and the worker treats a job id it has seen as the same job; a delivery
@@ -31,8 +32,8 @@ from worker.tim.history import ApiCaller
 
 log = structlog.get_logger("recall.intake")
 
-#: Publishes (job id, body) pairs, confirmed by the broker, or raises.
-Publish = Callable[[Sequence[tuple[str, bytes]]], None]
+#: Publishes (job id, body, priority) triples, confirmed by the broker, or raises.
+Publish = Callable[[Sequence[tuple[str, bytes, int]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +138,23 @@ class Relay:
         total = 0
         while rows := await asyncio.to_thread(self.store.unpublished):
             ids = [pk for pk, _, _ in rows]
+            priorities = await asyncio.to_thread(
+                self.store.priorities, [job_id for _, job_id, _ in rows], self.making.policy
+            )
+            jobs = [(job_id, body, priorities.get(job_id, 0)) for _, job_id, body in rows]
             try:
-                await asyncio.to_thread(self.publish, [(job_id, body) for _, job_id, body in rows])
+                await asyncio.to_thread(self.publish, jobs)
             except Exception as exc:
                 self.metrics.publish_failures.inc()
                 await asyncio.to_thread(self.store.publish_failed, ids, f"{type(exc).__name__}: {exc}")
                 raise
             await asyncio.to_thread(self.store.mark_published, ids)
             self.metrics.jobs_published.inc(len(rows))
-            log.info("intake_jobs_published", jobs=[job_id for _, job_id, _ in rows])
+            log.info(
+                "intake_jobs_published",
+                jobs=[job_id for job_id, _, _ in jobs],
+                priorities=[priority for _, _, priority in jobs],
+            )
             total += len(rows)
         return total
 

@@ -39,7 +39,7 @@ from worker.intake.cases import CaseReport, build_job, covered, job_id_of, windo
 from worker.intake.model import ReportIn
 from worker.intake.outcomes import outcome_of
 from worker.intake.statements import ACTIVE, write_statements
-from worker.intake.trust import Policy, Record, decide, trust_score
+from worker.intake.trust import Policy, Record, case_priority, decide, trust_score
 from worker.jobs import parse_job
 from worker.ledger.clock import aware
 from worker.ledger.models import (
@@ -481,6 +481,29 @@ class IntakeStore:
                 .limit(limit)
             )
             return [(pk, job_id, body.encode()) for pk, job_id, body in rows]
+
+    def priorities(self, job_ids: Sequence[str], policy: Policy) -> dict[str, int]:
+        """The priority each of ``job_ids`` is published with, from its case's reporters and their trust now
+        (:func:`~worker.intake.trust.case_priority`); not part of the job, so the same job published again
+        is the same job whatever it says."""
+        reporters: dict[str, set[str]] = {job_id: set() for job_id in job_ids}
+        if not job_ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(
+                select(CaseRow.job_id, ReportRow.reporter)
+                .join(CaseRow, CaseRow.id == ReportRow.case_pk)
+                .where(CaseRow.job_id.in_(list(job_ids)))
+            )
+            for job_id, reporter in rows:
+                reporters[str(job_id)].add(str(reporter))
+            everyone = sorted(set().union(*reporters.values()))
+            records = {
+                r.reporter: Record(r.upheld, r.baseless)
+                for chunk in chunks(everyone)
+                for r in session.scalars(select(ReporterRow).where(ReporterRow.reporter.in_(chunk)))
+            }
+        return {job_id: case_priority(policy, named, records) for job_id, named in reporters.items()}
 
     def mark_published(self, ids: Sequence[int]) -> None:
         """The broker confirmed these outbox rows."""

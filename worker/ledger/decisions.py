@@ -8,14 +8,16 @@ says who lifted it, when and how, so the audit shows the whole history.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.clock import now
 from worker.ledger.models import MessageDecisionRow
-from worker.ledger.upsert import chunks
+from worker.ledger.upsert import chunks, table_of
+
+DECISIONS = table_of(MessageDecisionRow)
 
 REJECTED = "rejected"
 #: The skip reason of a message under an active rejection.
@@ -73,7 +75,34 @@ def active_rejections(session: Session, message_pks: Iterable[int]) -> dict[int,
     return active
 
 
-def describe(row: MessageDecisionRow) -> str:
+def rejections(connection: Connection, message_pks: Iterable[int]) -> dict[int, str]:
+    """:func:`active_rejections` as descriptions (see :func:`describe`), read with Core statements."""
+    active: dict[int, str] = {}
+    for part in chunks(sorted(set(message_pks))):
+        rows = connection.execute(
+            select(DECISIONS.c.message_pk, DECISIONS.c.decided_by, DECISIONS.c.plan_pk)
+            .where(
+                DECISIONS.c.message_pk.in_(part),
+                DECISIONS.c.decision == REJECTED,
+                DECISIONS.c.lifted_at.is_(None),
+            )
+            .order_by(DECISIONS.c.id)
+        )
+        for row in rows:
+            active[int(row.message_pk)] = describe(row)  # ordered by id: the latest wins
+    return active
+
+
+class Decided(Protocol):
+    """A rejection as :func:`describe` reads it (a row of ``message_decisions``, ORM or Core)."""
+
+    @property
+    def decided_by(self) -> str: ...
+    @property
+    def plan_pk(self) -> int: ...
+
+
+def describe(row: Decided) -> str:
     """A short description of an active rejection, e.g. ``rejected by alice in plan 7``."""
     return f"rejected by {row.decided_by} in plan {row.plan_pk}"
 

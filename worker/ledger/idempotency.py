@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from sqlalchemy import Row
 
 from worker.jobs import Job
 from worker.ledger.clock import now
@@ -78,7 +79,7 @@ def job_values(job: Job, fingerprint: str) -> dict[str, Any]:
     }
 
 
-def same_job(row: JobRow, job: Job) -> bool:
+def same_job(row: JobRow | Row[*tuple[Any, ...]], job: Job) -> bool:
     """Whether a row written before fingerprints records ``job`` (every field it kept agrees)."""
     kept = job_values(job, "")
     return all(
@@ -97,7 +98,9 @@ def same_job(row: JobRow, job: Job) -> bool:
     )
 
 
-def settled(row: JobRow) -> Settled:
+def settled(row: JobRow | Row[*tuple[Any, ...]]) -> Settled:
+    """The settlement a settled job's row (ORM, or a Core row with its status, result and dead reason)
+    holds."""
     if row.result is None:
         raise AssertionError("only a settled job has a settlement")  # pragma: no cover
     return Settled(row.status, row.result.encode(), row.dead_reason)

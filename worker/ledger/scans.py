@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, select, update
 
 from worker.jobs import C2CConversation, GroupConversation, Job, OfficialAccountConversation
 from worker.ledger.models import EvidenceRow, MessageRow
-from worker.ledger.upsert import chunks
+from worker.ledger.upsert import chunks, table_of
+
+MESSAGES = table_of(MessageRow)
+EVIDENCE = table_of(EvidenceRow)
 
 
 def c2c_key(a: str, b: str) -> str:
@@ -60,41 +62,57 @@ class ScannedMessage:
     matches: Sequence[Any]  # rules.Match-like: rule_id, rule_type, action, element_path, evidence, normalized
 
 
-def message_ids(session: Session, key: str, msg_keys: Sequence[str]) -> dict[str, int]:
+def message_ids(connection: Connection, key: str, msg_keys: Sequence[str]) -> dict[str, int]:
+    """The message row id of each of ``msg_keys`` (all recorded) in conversation ``key``."""
     ids: dict[str, int] = {}
     for part in chunks(msg_keys):
-        rows = session.execute(
-            select(MessageRow.msg_key, MessageRow.id).where(
-                MessageRow.conversation_key == key, MessageRow.msg_key.in_(part)
+        rows = connection.execute(
+            select(MESSAGES.c.msg_key, MESSAGES.c.id).where(
+                MESSAGES.c.conversation_key == key, MESSAGES.c.msg_key.in_(part)
             )
         )
         ids.update({str(msg_key): int(pk) for msg_key, pk in rows})
     return {msg_key: ids[msg_key] for msg_key in msg_keys}
 
 
-def recapture_purged(session: Session, evidence: dict[int, dict[str, Any]]) -> None:
+#: Fills a purged evidence row again (``executemany`` over the rows to recapture).
+_RECAPTURE = (
+    update(EVIDENCE)
+    .where(EVIDENCE.c.message_pk == bindparam("pk"), EVIDENCE.c.purged_at.is_not(None))
+    .values(
+        job_pk=bindparam("new_job_pk"),
+        body=bindparam("new_body", type_=EVIDENCE.c.body.type),
+        cloud_custom_data=bindparam("new_cloud_custom_data"),
+        captured_at=bindparam("new_captured_at", type_=EVIDENCE.c.captured_at.type),
+        purged_at=None,
+    )
+)
+
+
+def recapture_purged(connection: Connection, evidence: dict[int, dict[str, Any]]) -> None:
     """Fill purged evidence again from a new capture of the same content (the same hash)."""
+    refill: list[dict[str, Any]] = []
     for part in chunks(sorted(evidence)):
-        purged = session.execute(
-            select(EvidenceRow.message_pk, EvidenceRow.content_hash).where(
-                EvidenceRow.message_pk.in_(part), EvidenceRow.purged_at.is_not(None)
+        purged = connection.execute(
+            select(EVIDENCE.c.message_pk, EVIDENCE.c.content_hash).where(
+                EVIDENCE.c.message_pk.in_(part), EVIDENCE.c.purged_at.is_not(None)
             )
         )
         for message_pk, stored_hash in purged:
             values = evidence[message_pk]
             if values["content_hash"] != stored_hash:
                 continue  # not the original content: the purged record stays as it is
-            session.execute(
-                update(EvidenceRow)
-                .where(EvidenceRow.message_pk == message_pk, EvidenceRow.purged_at.is_not(None))
-                .values(
-                    job_pk=values["job_pk"],
-                    body=values["body"],
-                    cloud_custom_data=values["cloud_custom_data"],
-                    captured_at=values["captured_at"],
-                    purged_at=None,
-                )
+            refill.append(
+                {
+                    "pk": message_pk,
+                    "new_job_pk": values["job_pk"],
+                    "new_body": values["body"],
+                    "new_cloud_custom_data": values["cloud_custom_data"],
+                    "new_captured_at": values["captured_at"],
+                }
             )
+    if refill:
+        connection.execute(_RECAPTURE, sorted(refill, key=lambda row: int(row["pk"])))
 
 
 def match_rows(job_pk: int, message_pk: int, matches: Iterable[Any]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -52,6 +52,37 @@ def insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.In
     if name == "sqlite":
         return sqlite.insert(model)
     raise NotImplementedError(f"the ledger runs on PostgreSQL or SQLite, not {name}")
+
+
+def table_of(model: type[Base]) -> Table:
+    """``model``'s table, for Core statements (no ORM bookkeeping on the hot path)."""
+    table = model.__table__
+    if not isinstance(table, Table):  # pragma: no cover - every model maps one table
+        raise TypeError(f"{model.__name__} maps no single table")
+    return table
+
+
+def core_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """A Core INSERT into ``table`` in the dialect of ``connection``'s database (for ``on_conflict_*``)."""
+    name = connection.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"the ledger runs on PostgreSQL or SQLite, not {name}")
+
+
+def insert_absent(
+    connection: Connection, table: Table, rows: Sequence[dict[str, Any]], *, key: Sequence[str]
+) -> None:
+    """Insert each of ``rows`` (in order, one ``executemany``) unless a row with the same ``key`` exists.
+
+    Every row must have the same columns. One statement whatever the number of rows, so it is compiled
+    once and cached, where a multi-row VALUES is compiled anew for each count.
+    """
+    if rows:
+        statement = core_insert(connection, table).on_conflict_do_nothing(index_elements=key)
+        connection.execute(statement, list(rows))
 
 
 def insert_missing(

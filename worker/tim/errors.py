@@ -57,8 +57,12 @@ class TimTransportError(TimError):
 
     def __init__(self, command: str, cause: BaseException) -> None:
         self.command = command
-        # The cause's text may hold the request URL, and so the UserSig: keep only its type.
-        super().__init__(f"{command} transport error: {type(cause).__name__}")
+        # The cause's text may hold the request URL, and so the UserSig: keep only its type (or the lean
+        # pool's ``kind``, which names the failure and nothing of the request).
+        kind = getattr(cause, "kind", None)
+        super().__init__(
+            f"{command} transport error: {kind if isinstance(kind, str) else type(cause).__name__}"
+        )
 
 
 class TimProtocolError(TimError):

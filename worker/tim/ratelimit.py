@@ -1,39 +1,49 @@
-"""Client-side rate limiting: keep every command under the service's calls-per-second limit.
+"""Client-side rate limiting: keep every command under the service's calls-per-second limit, and use all of
+what is left of it.
 
-Call starts take evenly spaced slots, ``spacing = window_s / rate`` apart. Spacing, rather than a bucket
+**A grid of reserved starts.** Call starts take evenly spaced slots, ``spacing = window_s / rate`` apart.
+A caller *reserves* its slot the moment it asks (the next free one, never one in the past) and sleeps until
+it: the grid runs from the scheduled times, not from when sleepers actually woke, so a sleep that wakes a
+millisecond late (the event loop wakes on whole milliseconds) costs no rate. Spacing, rather than a bucket
 that lets ``rate`` calls go at once, matters: a burst released together queues up at the service, whose
 arrival times then spread into its next second and overrun the limit there.
 
-A waiter sleeps until its slot, and a sleep always overshoots a little (the event loop wakes on whole
-milliseconds, later still while it runs other work). A start that is late so keeps its slot: the next slot
-follows the late one's by a whole spacing, but never comes sooner than half a spacing after the start. At
-200 calls per 1.05 s the slots are 5.25 ms apart, so restarting the schedule from every late start would
-lose a 0.5-1 ms overshoot per call, 10-20 % of the rate, for good. A caller that finds the limiter idle
-starts at once and the next slot is a whole spacing later: time nobody waited for is never made up.
+**Bounded catch-up.** A caller woken more than :data:`MAX_LATE_S` after its slot (the loop was busy) does
+not start: it reserves a fresh slot. So a start is never more than :data:`MAX_LATE_S` after its slot, and a
+stalled loop cannot release a burst of overdue calls together: any one second holds at most
+``(1 + MAX_LATE_S) / spacing + 1`` starts, 197 at 200 per 1.04 s. The window is a little longer than a
+second for that reason, and for the jitter between starting a call here and its arrival there.
 
-So any span of ``L`` seconds holds fewer than ``L / spacing + 1.5`` starts: at 200 per 1.05 s, at most 191
-in any one second. The window is a little longer than one second so that jitter between starting a call
-here and its arrival (up to 47 ms at 200 per 1.05 s) cannot push ``rate + 1`` calls into one of the
-service's seconds, whether it counts fixed or sliding seconds.
+**Shared and adaptive.** :class:`RedisRateLimiter` keeps the grid in Redis, so every replica of the app
+draws from one schedule, which is what the service enforces (per app, not per process). Reserving is one
+script call per start, answered with the wait: waiters never poll Redis. The rate itself adapts
+(:mod:`worker.tim.adaptive`): a rate-limit answer, told to :meth:`limited`, lowers it for the whole fleet
+(the state lives beside the grid), and it climbs back on its own. :class:`RateLimiter` does the same within
+one process.
 
 A limiter given a :class:`~worker.tim.budget.BudgetStore` also honours a lowered budget (Tencent's rate
-alarm, see :mod:`worker.intake.callbacks`): while an override below its rate stands, starts are spaced for
-the override instead. The override is read through a :class:`~worker.tim.budget.CachedOverride`, at most
-once a second per command; a changed spacing applies to the slots set after it is read (the one already
-set stands). Without a budget, or with no override standing, nothing changes.
+alarm, see :mod:`worker.intake.callbacks`): while an override stands, it caps the rate. The override is read
+through a :class:`~worker.tim.budget.CachedOverride`, at most once a second per command.
+
+Every caller's own wait is returned by :meth:`acquire` (so a wait metric counts every queued caller, not
+only the first), and :attr:`waiting` counts the callers sleeping for their slot now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from worker.tim.adaptive import AdaptivePolicy, RateState, after_limited, rate_at
 from worker.tim.budget import DEFAULT_REFRESH_S, BudgetStore, CachedOverride
 
 DEFAULT_RATE = 200
-DEFAULT_WINDOW_S = 1.05
+DEFAULT_WINDOW_S = 1.04
+#: A caller woken later than this after its slot takes a fresh one instead of starting (see above).
+MAX_LATE_S = 0.02
 
 
 def command_of(path: str) -> str:
@@ -57,9 +67,71 @@ def _override(
     return CachedOverride(budget, command, refresh_s=refresh_s, clock=clock)
 
 
-class RateLimiter:
-    """Starts in evenly spaced slots, ``rate`` per ``window_s`` seconds; waiters are served in order, and a
-    waiter's start made late by its sleep keeps its slot on the schedule (see the module docstring)."""
+class Limiter(Protocol):
+    """Anything that can hand out call starts, and be told the service refused one for its rate."""
+
+    #: Callers sleeping for their slot now.
+    waiting: int
+
+    async def acquire(self) -> float:
+        """Wait for a slot and take it; returns the seconds this caller waited."""
+        ...
+
+    async def limited(self) -> None:
+        """The service answered a call with a rate-limit code: lower the rate (see module docstring)."""
+        ...
+
+    def rate_per_s(self) -> float:
+        """The rate last spaced for, in calls per second."""
+        ...
+
+
+class _Base:
+    def __init__(
+        self,
+        rate: int,
+        window_s: float,
+        *,
+        policy: AdaptivePolicy | None,
+        override: CachedOverride | None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[Any]],
+    ) -> None:
+        if rate < 1:
+            raise ValueError("rate must be at least 1 call per window")
+        self.rate = rate
+        self.window_s = window_s
+        self.policy = policy or AdaptivePolicy(ceiling=rate, floor=min(float(rate), 10.0))
+        self.waiting = 0
+        self._override = override
+        self._clock = clock
+        self._sleep = sleep
+        self._current = float(rate)
+
+    async def _cap(self) -> float | None:
+        if self._override is None:
+            return None
+        override = await self._override.override()
+        return float(override) if override is not None and override < self.rate else None
+
+    async def _sleep_until(self, wait: float) -> float:
+        """Sleep ``wait`` seconds; returns how late the wake-up was."""
+        due = self._clock() + wait
+        self.waiting += 1
+        try:
+            await self._sleep(wait)
+        finally:
+            self.waiting -= 1
+        return self._clock() - due
+
+    def rate_per_s(self) -> float:
+        """The rate last spaced for, in calls per second."""
+        return self._current / self.window_s
+
+
+class RateLimiter(_Base):
+    """The grid of reserved starts in this process, ``rate`` per ``window_s`` seconds at most, adapting to
+    rate-limit answers (see the module docstring)."""
 
     def __init__(
         self,
@@ -71,59 +143,55 @@ class RateLimiter:
         budget: BudgetStore | None = None,
         command: str | None = None,
         budget_refresh_s: float = DEFAULT_REFRESH_S,
+        policy: AdaptivePolicy | None = None,
     ) -> None:
-        if rate < 1:
-            raise ValueError("rate must be at least 1 call per window")
-        self.rate = rate
-        self.window_s = window_s
-        self.spacing_s = window_s / rate
-        self._clock = clock
-        self._sleep = sleep
-        self._override = _override(budget, command, budget_refresh_s, clock)
-        self._next_start = float("-inf")
-        self._lock = asyncio.Lock()
-
-    async def _spacing(self) -> float:
-        if self._override is None:
-            return self.spacing_s
-        return self.window_s / await self._override.rate(self.rate)
+        super().__init__(
+            rate,
+            window_s,
+            policy=policy,
+            override=_override(budget, command, budget_refresh_s, clock),
+            clock=clock,
+            sleep=sleep,
+        )
+        self._next_free = float("-inf")
+        self._state: RateState | None = None
 
     def delay(self) -> float:
         """Seconds until one more call may start (0 when one may start now). Pure; takes no slot."""
-        return max(0.0, self._next_start - self._clock())
+        return max(0.0, self._next_free - self._clock())
+
+    def _reserve(self, cap: float | None) -> float:
+        now = self._clock()
+        rate = rate_at(self.policy, self._state, now)
+        self._current = min(rate, cap) if cap is not None else rate
+        slot = max(self._next_free, now)
+        self._next_free = slot + self.window_s / self._current
+        return slot - now
 
     async def acquire(self) -> float:
-        """Wait for a slot and take it. Returns the seconds spent waiting."""
+        """Reserve the next slot and sleep until it. Returns the seconds spent waiting."""
         waited = 0.0
-        async with self._lock:
-            spacing = await self._spacing()
-            slot = self._next_start
-            while (wait := self.delay()) > 0:
-                await self._sleep(wait)
-                waited += wait
-            started = self._clock()
-            if waited:
-                # Woken late: the next slot keeps to the schedule, but stays half a spacing away at least,
-                # so that a start however late never earns a catch-up burst.
-                self._next_start = max(slot + spacing, started + spacing / 2)
-            else:
-                # Found idle: nothing was owed, the schedule starts afresh.
-                self._next_start = started + spacing
+        cap = await self._cap()
+        while (wait := self._reserve(cap)) > 0:
+            late = await self._sleep_until(wait)
+            waited += wait + max(0.0, late)
+            if late <= MAX_LATE_S:
+                break
         return waited
 
-
-class Limiter(Protocol):
-    """Anything that can hand out call starts."""
-
-    async def acquire(self) -> float: ...
+    async def limited(self) -> None:
+        """See :meth:`Limiter.limited`."""
+        state = after_limited(self.policy, self._state, self._clock(), await self._cap())
+        if state is not None:
+            self._state = state
 
 
 class CommandLimiters:
     """One limiter per command, created on first use: in-process, or shared through Redis.
 
     With ``redis`` (a ``redis.asyncio`` client) every replica using the same ``namespace`` shares each
-    command's limit, which is what the service enforces: per app, not per process. With ``budget`` each
-    limiter also honours its command's lowered budget (see the module docstring).
+    command's schedule and adaptive rate. With ``budget`` each limiter also honours its command's lowered
+    budget (see the module docstring). ``policy`` sets how rates adapt; its ceiling is ``rate``.
     """
 
     def __init__(
@@ -135,10 +203,12 @@ class CommandLimiters:
         namespace: str = "recall",
         budget: BudgetStore | None = None,
         budget_refresh_s: float = DEFAULT_REFRESH_S,
+        policy: AdaptivePolicy | None = None,
     ) -> None:
         self.rate = rate
         self.window_s = window_s
         self.budget = budget
+        self.policy = policy or AdaptivePolicy(ceiling=rate, floor=min(float(rate), 10.0))
         self._redis = redis
         self._namespace = namespace
         self._budget_refresh_s = budget_refresh_s
@@ -148,50 +218,83 @@ class CommandLimiters:
         """Return the limiter of ``command``."""
         limiter = self._by_command.get(command)
         if limiter is None:
-            refresh_s = self._budget_refresh_s
+            common: dict[str, Any] = {
+                "budget": self.budget,
+                "command": command,
+                "budget_refresh_s": self._budget_refresh_s,
+                "policy": self.policy,
+            }
             if self._redis is not None:
                 key = f"{self._namespace}:ratelimit:{command}"
-                limiter = RedisRateLimiter(
-                    self._redis,
-                    key,
-                    self.rate,
-                    self.window_s,
-                    budget=self.budget,
-                    command=command,
-                    budget_refresh_s=refresh_s,
-                )
+                limiter = RedisRateLimiter(self._redis, key, self.rate, self.window_s, **common)
             else:
-                limiter = RateLimiter(
-                    self.rate, self.window_s, budget=self.budget, command=command, budget_refresh_s=refresh_s
-                )
+                limiter = RateLimiter(self.rate, self.window_s, **common)
             self._by_command[command] = limiter
         return limiter
 
+    def limiters(self) -> dict[str, Limiter]:
+        """The limiters made so far, by command."""
+        return dict(self._by_command)
 
-# Take a command's start slot if it is free now, shared by every replica. Redis's clock decides (replicas'
-# clocks may disagree), and the next slot is stamped from the actual start, never reserved ahead: a caller
-# that wakes late must not earn a catch-up burst. Returns 0 when taken, else the microseconds to wait.
-_TAKE = """
+
+# The adaptive rate at `now`, as worker.tim.adaptive.rate_at computes it (times in microseconds, Redis's
+# clock). Shared by both scripts below.
+_RATE_AT = """
+local function rate_at(state_key, now, ceiling, floor, recover, growth)
+    local st = redis.call('HMGET', state_key, 'base', 'safe', 'since', 'probe_at')
+    if not st[1] then return ceiling end
+    local base, safe, since, probe_at = tonumber(st[1]), tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
+    local rate
+    if now < probe_at then
+        rate = math.min(safe, base + recover * (now - since) / 1e6)
+    else
+        local level = math.min(safe, base + recover * (probe_at - since) / 1e6)
+        rate = level * math.pow(1 + growth, (now - probe_at) / 1e6)
+    end
+    return math.max(floor, math.min(ceiling, rate)), since
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local spacing = tonumber(ARGV[1])
-local free_at = tonumber(redis.call('GET', KEYS[1]) or '0')
-if now >= free_at then
-    redis.call('SET', KEYS[1], now + spacing, 'PX', math.ceil(spacing / 1000) + 60000)
-    return 0
-end
-return free_at - now
+local ceiling, floor = tonumber(ARGV[1]), tonumber(ARGV[2])
+local recover, growth = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cap = tonumber(ARGV[5])
+local rate, since = rate_at(KEYS[2], now, ceiling, floor, recover, growth)
+if cap > 0 and cap < rate then rate = cap end
 """
 
+#: Reserve the next slot of the shared grid: KEYS = grid, adaptive state; ARGV = ceiling, floor, recover,
+#: growth, cap (0: none), window (µs). Returns {µs to wait, rate × 1000}.
+RESERVE = (
+    _RATE_AT
+    + """
+local spacing = tonumber(ARGV[6]) / rate
+local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local free = slot + spacing
+redis.call('SET', KEYS[1], string.format('%.0f', free), 'PX', math.ceil((free - now) / 1000) + 60000)
+return {math.floor(slot - now), math.floor(rate * 1000)}
+"""
+)
 
-class RedisRateLimiter:
-    """The same evenly spaced starts as :class:`RateLimiter`, shared by every process using ``key``; each
-    next slot is stamped from the actual start, so a late start here does not keep its slot.
+#: A rate-limit answer: KEYS and the first five ARGV as RESERVE, then backoff, safe share, probe delay (µs),
+#: cooldown (µs). Returns the new rate × 1000, or -1 when ignored (within the cooldown of the last drop).
+LIMITED = (
+    _RATE_AT
+    + """
+if since and now - since < tonumber(ARGV[9]) then return -1 end
+local base = math.max(floor, tonumber(ARGV[6]) * rate)
+local safe = math.max(base, tonumber(ARGV[7]) * rate)
+local probe_at = now + tonumber(ARGV[8])
+redis.call('HSET', KEYS[2], 'base', base, 'safe', safe, 'since', string.format('%.0f', now),
+    'probe_at', string.format('%.0f', probe_at))
+redis.call('PEXPIRE', KEYS[2], math.ceil((probe_at - now) / 1000) + 600000)
+return math.floor(base * 1000)
+"""
+)
 
-    Within a process waiters queue on a lock, so only one of them at a time asks Redis for the slot. With a
-    ``budget``, each replica reads the command's override on its own (cached), so all of them slow down
-    within about ``budget_refresh_s`` of an alarm.
-    """
+
+class RedisRateLimiter(_Base):
+    """The grid of reserved starts, and the adaptive rate, shared by every process using ``key`` (the
+    state lives at ``{key}:adaptive``). Redis's clock decides: replicas' clocks may disagree."""
 
     def __init__(
         self,
@@ -203,35 +306,46 @@ class RedisRateLimiter:
         budget: BudgetStore | None = None,
         command: str | None = None,
         budget_refresh_s: float = DEFAULT_REFRESH_S,
+        policy: AdaptivePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        if rate < 1:
-            raise ValueError("rate must be at least 1 call per window")
-        self.rate = rate
-        self.window_s = window_s
-        self.spacing_us = _spacing_us(window_s, rate)
+        super().__init__(
+            rate,
+            window_s,
+            policy=policy,
+            override=_override(budget, command, budget_refresh_s, clock),
+            clock=clock,
+            sleep=sleep,
+        )
         self.key = key
-        self._script = redis.register_script(_TAKE)
-        self._override = _override(budget, command, budget_refresh_s, clock)
-        self._sleep = sleep
-        self._lock = asyncio.Lock()
+        self.state_key = f"{key}:adaptive"
+        self._reserve = redis.register_script(RESERVE)
+        self._limited = redis.register_script(LIMITED)
+        self._window_us = max(1, round(window_s * 1_000_000))
 
-    async def _spacing_us(self) -> int:
-        if self._override is None:
-            return self.spacing_us
-        return _spacing_us(self.window_s, await self._override.rate(self.rate))
+    def _args(self, cap: float | None) -> list[float]:
+        p = self.policy
+        return [p.ceiling, p.floor, p.recover_per_s, p.probe_growth, cap or 0]
 
     async def acquire(self) -> float:
-        """Wait for a free slot and take it. Returns the seconds spent waiting."""
+        """Reserve the next slot of the shared grid and sleep until it. Returns the seconds spent waiting."""
         waited = 0.0
-        async with self._lock:
-            spacing_us = await self._spacing_us()
-            while (wait_us := int(await self._script(keys=[self.key], args=[spacing_us]))) > 0:
-                await self._sleep(wait_us / 1_000_000)
-                waited += wait_us / 1_000_000
-        return waited
+        args = [*self._args(await self._cap()), self._window_us]
+        while True:
+            wait_us, rate_milli = await self._reserve(keys=[self.key, self.state_key], args=args)
+            self._current = int(rate_milli) / 1000
+            if int(wait_us) <= 0:
+                return waited
+            wait = int(wait_us) / 1_000_000
+            late = await self._sleep_until(wait)
+            waited += wait + max(0.0, late)
+            if late <= MAX_LATE_S:
+                return waited
 
-
-def _spacing_us(window_s: float, rate: int) -> int:
-    return max(1, round(window_s / rate * 1_000_000))
+    async def limited(self) -> None:
+        """See :meth:`Limiter.limited`; lowers the rate of every replica."""
+        p = self.policy
+        probe_us, cooldown_us = math.ceil(p.probe_after_s * 1e6), math.ceil(p.cooldown_s * 1e6)
+        args = [*self._args(await self._cap()), p.backoff, p.safe_share, probe_us, cooldown_us]
+        await self._limited(keys=[self.key, self.state_key], args=args)
