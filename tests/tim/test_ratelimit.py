@@ -229,3 +229,22 @@ async def test_a_rate_limit_answer_lowers_the_shared_rate_of_every_replica() -> 
         async for key in client.scan_iter(f"{namespace}:*"):
             await client.delete(key)
         await client.aclose()
+
+
+async def test_every_caller_queued_on_the_shared_grid_counts_its_own_wait() -> None:
+    require(REDIS)
+    client = aioredis.Redis(host="127.0.0.1", port=6379)
+    namespace = f"test-{time.monotonic_ns()}"
+    try:
+        limiter = CommandLimiters(20, window_s=1.0, redis=client, namespace=namespace).for_command("cmd")
+        started = time.monotonic()
+        waits = await asyncio.gather(*(limiter.acquire() for _ in range(6)))
+        elapsed = time.monotonic() - started
+        # slots 50 ms apart: the queued callers waited 0, 50, ... 250 ms, 750 ms in all, each counting its own
+        assert sum(waits) == pytest.approx(0.75, abs=0.08)
+        assert 0.24 <= elapsed < 0.45
+        assert limiter.waiting == 0
+    finally:
+        async for key in client.scan_iter(f"{namespace}:*"):
+            await client.delete(key)
+        await client.aclose()

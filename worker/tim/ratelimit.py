@@ -93,7 +93,9 @@ class _Base:
         window_s: float,
         *,
         policy: AdaptivePolicy | None,
-        override: CachedOverride | None,
+        budget: BudgetStore | None,
+        command: str | None,
+        budget_refresh_s: float,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[Any]],
     ) -> None:
@@ -103,7 +105,7 @@ class _Base:
         self.window_s = window_s
         self.policy = policy or AdaptivePolicy(ceiling=rate, floor=min(float(rate), 10.0))
         self.waiting = 0
-        self._override = override
+        self._override = _override(budget, command, budget_refresh_s, clock)
         self._clock = clock
         self._sleep = sleep
         self._current = float(rate)
@@ -149,7 +151,9 @@ class RateLimiter(_Base):
             rate,
             window_s,
             policy=policy,
-            override=_override(budget, command, budget_refresh_s, clock),
+            budget=budget,
+            command=command,
+            budget_refresh_s=budget_refresh_s,
             clock=clock,
             sleep=sleep,
         )
@@ -314,7 +318,9 @@ class RedisRateLimiter(_Base):
             rate,
             window_s,
             policy=policy,
-            override=_override(budget, command, budget_refresh_s, clock),
+            budget=budget,
+            command=command,
+            budget_refresh_s=budget_refresh_s,
             clock=clock,
             sleep=sleep,
         )
