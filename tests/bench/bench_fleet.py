@@ -106,13 +106,9 @@ def _deep_and_steady(url: str, processes: int, pool: Conversations) -> list[Row]
         Row("fleet", f"history calls/s, {name}, deep queue", calls_per_s, "calls/s", LIMIT, "the limit"),
         Row("fleet", f"rate-limit answers, {name}, deep queue", refused, "answers"),
         Row("fleet", f"jobs/s, {name}, deep queue", jobs_per_s, "jobs/s"),
-        Row("fleet", f"publish->result p50, {name}, 70 % load", median_of(latencies), "s"),
+        Row("fleet", f"publish->result p50, {name}, 70 % load", percentile(latencies, 0.5), "s"),
         Row("fleet", f"publish->result p99, {name}, 70 % load", percentile(latencies, 0.99), "s"),
     ]
-
-
-def median_of(values: list[float]) -> float:
-    return percentile(values, 0.5)
 
 
 def _lifted(url: str, emulator_pid: int, pool: Conversations) -> list[Row]:

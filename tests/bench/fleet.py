@@ -8,7 +8,6 @@ from the emulator's statistics, per-process CPU from ``/proc``, publish-to-resul
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -178,7 +177,3 @@ def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0-1) of ``values``."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

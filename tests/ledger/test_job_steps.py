@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event, select
 
 from tests.keyword_rules import KeywordRuleSet
-from tests.ledger.conftest import PG_ADMIN
+from tests.ledger.conftest import PG_ADMIN, fresh_pg_schema
 from tests.ledger.helpers import make_job, record, scanned, start
 from tests.worker.harness import job as c2c_job
 from worker.emulator.seed import import_accounts, import_c2c, text
@@ -235,10 +235,11 @@ def terminate(pids: set[int]) -> None:
 
 
 @pytest.fixture
-def pg_url(database_url: str) -> str:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("only PostgreSQL's pooled connections are checked and dropped")
-    return database_url
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL ledger's URL in its own schema: only PostgreSQL's pooled connections are checked and
+    dropped."""
+    with fresh_pg_schema() as url:
+        yield url
 
 
 def count_pings(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[int]:
