@@ -79,16 +79,16 @@ def _deep_and_steady(url: str, processes: int, pool: Conversations) -> list[Row]
             queues.submit([fleet_job(i, "deep") for i in deep])
             time.sleep(WARM_S + 2 * processes)  # more processes hold more jobs in flight: longer to fill
             t0 = time.monotonic()
-            done0 = len(reader.collected.arrived)
+            done0 = len(reader.arrived)
             time.sleep(DEEP_S)
             t1 = time.monotonic()
-            done1 = len(reader.collected.arrived)
+            done1 = len(reader.arrived)
             calls_per_s, refused = sampler.between(t0, t1, HISTORY)
             jobs_per_s = (done1 - done0) / (t1 - t0)
             if done1 >= len(deep):
                 raise RuntimeError("the queue ran dry while it was measured: seed more conversations")
             reader.wait_for(len(deep), 300)
-            _check(list(reader.collected.bodies.values()))
+            _check(list(reader.bodies.values()))
 
             steady = pool.take(int(jobs_per_s * 0.7 * STEADY_S) + 1)
             published: dict[str, float] = {}
@@ -100,8 +100,8 @@ def _deep_and_steady(url: str, processes: int, pool: Conversations) -> list[Row]
                 queues.submit([job])
                 published[job.job_id] = time.monotonic()
             reader.wait_for(len(deep) + len(steady), 120)
-            _check([reader.collected.bodies[j] for j in published])
-            latencies = [reader.collected.arrived[j] - t for j, t in published.items()]
+            _check([reader.bodies[j] for j in published])
+            latencies = [reader.arrived[j] - t for j, t in published.items()]
     return [
         Row("fleet", f"history calls/s, {name}, deep queue", calls_per_s, "calls/s", LIMIT, "the limit"),
         Row("fleet", f"rate-limit answers, {name}, deep queue", refused, "answers"),
@@ -133,7 +133,7 @@ def _lifted(url: str, emulator_pid: int, pool: Conversations) -> list[Row]:
                 profile = _sample(proc.pid, Path(tmp) / "profile.txt", seconds=8.0)
                 shares = breakdown(profile) if profile is not None else {}
             reader.wait_for(len(warm) + len(jobs) + len(sampled), 600)
-            _check(list(reader.collected.bodies.values()))
+            _check(list(reader.bodies.values()))
     cpu_ms = (cpu1 - cpu0) / len(jobs) * 1000
     rows = [
         Row("fleet", "jobs/s, 1 process, limit lifted", len(jobs) / (t1 - t0), "jobs/s"),

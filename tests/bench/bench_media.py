@@ -34,7 +34,8 @@ from rules.types import qr as qr_type
 from rules.types.image_hash import HashIndex, pdq
 from tests.bench import Row
 from tests.rules.helpers import rule, ruleset
-from tests.rules.test_image_hash import crop_centre, crop_corner, poster, resized
+from tests.rules.test_image_hash import EDITS as TESTED_EDITS
+from tests.rules.test_image_hash import crop_corner, poster
 from tests.rules.test_qr import BAD_URL, background, encode, gaussian_noise, qr_scene, salt_and_pepper
 
 BENCH = "media"
@@ -226,19 +227,10 @@ def qr_rate_rows() -> list[Row]:
 
 # --- PDQ against pHash ----------------------------------------------------------------------------------
 
+#: The rule tests' edits, and two harsher ones the benchmark measures the hashes on as well.
 EDITS: dict[str, Callable[[Image.Image], bytes]] = {
-    "jpeg 75": lambda image: encode(image, quality=75),
-    "jpeg 30": lambda image: encode(image, quality=30),
+    **TESTED_EDITS,
     "jpeg 10": lambda image: encode(image, quality=10),
-    "resize 50%": lambda image: encode(resized(image, 0.5)),
-    "resize 200%": lambda image: encode(resized(image, 2.0)),
-    "chat thumbnail 264x198": lambda image: encode(
-        image.resize((264, 198), Image.Resampling.LANCZOS), quality=80
-    ),
-    "crop 2% centred": lambda image: encode(crop_centre(image, 0.02)),
-    "crop 5% of the area, centred": lambda image: encode(crop_centre(image, 1 - 0.95**0.5)),
-    "crop 5% centred": lambda image: encode(crop_centre(image, 0.05)),
-    "crop 2% from a corner": lambda image: encode(crop_corner(image, 0.02)),
     "crop 5% from a corner": lambda image: encode(crop_corner(image, 0.05)),
 }
 

@@ -14,9 +14,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -65,30 +64,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class CallSampler:
-    """Samples the emulator's call counts every ``every_s`` on a thread: ``(time, totals, refusals)``."""
+class _Background:
+    """Runs :meth:`_step` over and over on a thread, from ``with`` until its end."""
 
-    def __init__(self, url: str, every_s: float = 0.5) -> None:
-        self.url = url
-        self.every_s = every_s
-        self.samples: list[tuple[float, dict[str, int], int]] = []
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        with httpx.Client() as http:
-            while not self._stop.is_set():
-                stats = http.get(f"{self.url}/_emulator/stats").json()
-                refused = sum(
-                    n
-                    for outcomes in stats["calls"].values()
-                    for code, n in outcomes.items()
-                    if code in RATE_LIMITED
-                )
-                self.samples.append((time.monotonic(), stats["totals"], refused))
-                self._stop.wait(self.every_s)
+        while not self._stop.is_set():
+            self._step()
 
-    def __enter__(self) -> CallSampler:
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -96,8 +86,36 @@ class CallSampler:
         self._stop.set()
         self._thread.join()
 
+
+class CallSampler(_Background):
+    """Samples the emulator's call counts every ``every_s``: ``(time, admitted calls by command, rate-limit
+    answers of every command)``."""
+
+    def __init__(self, url: str, every_s: float = 0.5) -> None:
+        super().__init__()
+        self.url = url
+        self.every_s = every_s
+        self.samples: list[tuple[float, dict[str, int], int]] = []
+        self._http = httpx.Client()
+
+    def _step(self) -> None:
+        calls = self._http.get(f"{self.url}/_emulator/stats").json()["calls"]
+        admitted = {
+            command: sum(n for code, n in outcomes.items() if code not in RATE_LIMITED)
+            for command, outcomes in calls.items()
+        }
+        refused = sum(
+            n for outcomes in calls.values() for code, n in outcomes.items() if code in RATE_LIMITED
+        )
+        self.samples.append((time.monotonic(), admitted, refused))
+        self._stop.wait(self.every_s)
+
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
+        self._http.close()
+
     def between(self, start: float, end: float, command: str = HISTORY) -> tuple[float, int]:
-        """Calls/s of ``command`` and rate-limit refusals (all commands) from ``start`` to ``end``."""
+        """Admitted calls/s of ``command`` and rate-limit answers (all commands) from ``start`` to ``end``."""
         inside = [s for s in self.samples if start <= s[0] <= end]
         if len(inside) < 2:
             raise RuntimeError("too few call samples in the measured span")
@@ -106,43 +124,27 @@ class CallSampler:
         return calls / (last[0] - first[0]), last[2] - first[2]
 
 
-@dataclass(slots=True)
-class Collected:
-    """Results as they arrived: job id -> arrival time, and their bodies."""
-
-    arrived: dict[str, float] = field(default_factory=dict)
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-class ResultReader:
-    """Takes results off the results queue on a thread, noting when each arrived."""
+class ResultReader(_Background):
+    """Takes results off the results queue, noting when each arrived (job id -> monotonic time), and keeps
+    their bodies."""
 
     def __init__(self, queues: Queues) -> None:
+        super().__init__()
         self.queues = queues
-        self.collected = Collected()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.arrived: dict[str, float] = {}
+        self.bodies: dict[str, dict[str, Any]] = {}
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for envelope in self.queues.read(self.queues.names.results, take=True, wait_s=0.2):
-                body = orjson.loads(envelope.body)
-                self.collected.arrived[body["job_id"]] = time.monotonic()
-                self.collected.bodies[body["job_id"]] = body
-
-    def __enter__(self) -> ResultReader:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _step(self) -> None:
+        for envelope in self.queues.read(self.queues.names.results, take=True, wait_s=0.2):
+            body = orjson.loads(envelope.body)
+            self.arrived[body["job_id"]] = time.monotonic()
+            self.bodies[body["job_id"]] = body
 
     def wait_for(self, count: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while len(self.collected.arrived) < count:
+        while len(self.arrived) < count:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(self.collected.arrived)} of {count} results arrived")
+                raise RuntimeError(f"only {len(self.arrived)} of {count} results arrived")
             time.sleep(0.05)
 
 

@@ -17,7 +17,7 @@ import time
 
 from worker.emulator import seed
 from worker.emulator.gateway import Emulator, EmulatorConfig
-from worker.emulator.seedfile import _InProcess
+from worker.emulator.seedfile import InProcess
 from worker.emulator.server import serve
 
 #: Messages per conversation: twelve history pages of these messages.
@@ -37,7 +37,7 @@ def window() -> tuple[int, int]:
 
 async def seed_conversations(emulator: Emulator, first: int, count: int) -> None:
     """Import conversations ``first`` … ``first + count - 1``."""
-    api = _InProcess(emulator)
+    api = InProcess(emulator)
     users = [f"{p}{i}" for i in range(first, first + count) for p in ("s", "r")]
     for start in range(0, len(users), 100):
         await seed.import_accounts(api, users[start : start + 100])

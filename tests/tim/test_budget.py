@@ -13,6 +13,7 @@ from redis.backoff import NoBackoff
 
 from tests.conftest import SDKAPPID, make_client
 from tests.services import free_port
+from tests.tim.fakes import FakeClock, FakeSleeps
 from worker.emulator.server import EmulatorThread
 from worker.tim.budget import (
     BudgetUnavailable,
@@ -25,24 +26,6 @@ from worker.tim.budget import (
 from worker.tim.ratelimit import CommandLimiters, RateLimiter, command_of, namespace_for
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class ExactSleeps:
-    """A sleep that moves a :class:`FakeClock` on by exactly the time asked."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-
-    async def __call__(self, seconds: float) -> None:
-        self.clock.now += seconds
 
 
 class CountingBudget(MemoryBudget):
@@ -164,7 +147,7 @@ async def test_a_limiter_spaces_calls_for_the_override_then_returns_to_its_rate(
     clock = FakeClock()
     budget = MemoryBudget(clock=clock)
     limiter = RateLimiter(
-        rate=10, window_s=1.0, clock=clock, sleep=ExactSleeps(clock), budget=budget, command="sendmsg"
+        rate=10, window_s=1.0, clock=clock, sleep=FakeSleeps(clock), budget=budget, command="sendmsg"
     )
     starts = []
     for _ in range(4):
@@ -192,7 +175,7 @@ async def test_an_override_standing_mid_stream_spaces_the_slots_set_after_it_is_
     clock = FakeClock()
     budget = MemoryBudget(clock=clock)
     limiter = RateLimiter(  # 0.125 s and 0.5 s are exact in binary: no drift in the fake clock
-        rate=8, window_s=1.0, clock=clock, sleep=ExactSleeps(clock), budget=budget, command="sendmsg"
+        rate=8, window_s=1.0, clock=clock, sleep=FakeSleeps(clock), budget=budget, command="sendmsg"
     )
     starts = []
     for n in range(20):
@@ -210,7 +193,7 @@ async def test_an_override_above_the_configured_rate_changes_nothing() -> None:
     budget = MemoryBudget(clock=clock)
     await budget.lower("sendmsg", 500, 60.0)
     limiter = RateLimiter(
-        rate=10, window_s=1.0, clock=clock, sleep=ExactSleeps(clock), budget=budget, command="sendmsg"
+        rate=10, window_s=1.0, clock=clock, sleep=FakeSleeps(clock), budget=budget, command="sendmsg"
     )
     starts = []
     for _ in range(4):
@@ -223,7 +206,7 @@ async def test_the_override_is_read_at_most_once_a_second() -> None:
     clock = FakeClock()
     budget = CountingBudget(clock)
     limiter = RateLimiter(
-        rate=200, window_s=1.0, clock=clock, sleep=ExactSleeps(clock), budget=budget, command="sendmsg"
+        rate=200, window_s=1.0, clock=clock, sleep=FakeSleeps(clock), budget=budget, command="sendmsg"
     )
     for _ in range(1000):  # five seconds of calls at 200 a second
         await limiter.acquire()

@@ -6,7 +6,6 @@ import asyncio
 import bisect
 import random
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -15,20 +14,14 @@ import redis.asyncio as aioredis
 
 from tests.conftest import make_client
 from tests.services import REDIS, require
+from tests.tim.fakes import FakeClock, FakeSleeps
+from worker.observability import Metrics
 from worker.tim.client import RetryPolicy
 from worker.tim.errors import TimApiError
 from worker.tim.ratelimit import DEFAULT_WINDOW_S, CommandLimiters, RateLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 IMPORT = "im_open_login_svc/account_import"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def test_starts_are_spaced_evenly() -> None:
@@ -52,20 +45,9 @@ async def test_no_window_holds_more_than_rate_starts() -> None:
         assert sum(first <= s < first + 1.0 for s in starts) <= 5
 
 
-class LateSleeps:
-    """A sleep moving a :class:`FakeClock` on by the time asked plus an overshoot: real sleeps wake late."""
-
-    def __init__(self, clock: FakeClock, overshoots: Iterator[float]) -> None:
-        self.clock = clock
-        self.overshoots = overshoots
-
-    async def __call__(self, seconds: float) -> None:
-        self.clock.now += seconds + next(self.overshoots)
-
-
 async def test_a_start_woken_late_keeps_its_slot() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.015])))
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=FakeSleeps(clock, iter([0.015])))
     await limiter.acquire()  # idle: starts at once, the next slot is 0.25 s later
     await limiter.acquire()  # sleeps 0.25 s, wakes 15 ms late: within MAX_LATE_S, it starts
     assert clock.now == pytest.approx(100.265)
@@ -74,7 +56,7 @@ async def test_a_start_woken_late_keeps_its_slot() -> None:
 
 async def test_a_very_late_start_earns_no_catch_up_burst() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=LateSleeps(clock, iter([0.2, 0.0])))
+    limiter = RateLimiter(rate=4, window_s=1.0, clock=clock, sleep=FakeSleeps(clock, iter([0.2, 0.0])))
     await limiter.acquire()
     waited = await limiter.acquire()  # wakes at 100.45, far past its slot: it takes the next one instead
     assert clock.now == pytest.approx(100.50)
@@ -108,7 +90,7 @@ async def test_sleeps_that_overshoot_cost_no_rate() -> None:
     clock = FakeClock()
     rng = random.Random(7)
     overshoots = iter(lambda: rng.uniform(0, 0.002), None)  # up to 2 ms each, as an event loop wakes
-    limiter = RateLimiter(clock=clock, sleep=LateSleeps(clock, overshoots))  # 200 per 1.04 s
+    limiter = RateLimiter(clock=clock, sleep=FakeSleeps(clock, overshoots))  # 200 per 1.04 s
     starts = []
     for _ in range(2000):
         await limiter.acquire()
@@ -121,7 +103,7 @@ async def test_late_starts_never_put_more_than_197_calls_in_one_second() -> None
     rng = random.Random(11)
     # Mostly small overshoots, some stalls of several spacings.
     overshoots = iter(lambda: rng.choice([0.0, 0.001, 0.003, 0.005, 0.02]) * rng.random(), None)
-    limiter = RateLimiter(clock=clock, sleep=LateSleeps(clock, overshoots))
+    limiter = RateLimiter(clock=clock, sleep=FakeSleeps(clock, overshoots))
     starts = []
     for n in range(3000):
         if n % 500 == 499:
@@ -201,14 +183,20 @@ async def test_rate_limit_answers_are_waited_out_inside_the_call_and_lower_the_r
 ) -> None:
     url = fresh_emulator_process
     one_try = RetryPolicy(max_attempts=1)  # rate-limit answers cost no attempt
+    metrics = [Metrics(), Metrics()]  # what each client's process would export
     async with make_client(url, retry=one_try) as one, make_client(url, retry=one_try) as two:
+        for client, exported in zip((one, two), metrics, strict=True):
+            client.observers.append(exported)
         await asyncio.gather(*(c.call(IMPORT, {"UserID": f"u{n}"}) for n in range(300) for c in (one, two)))
         refused = one.stats.rate_limited["account_import"] + two.stats.rate_limited["account_import"]
-        lowered = [c._limiters.for_command("account_import").rate_per_s() for c in (one, two)]
     stats = httpx.get(f"{url}/_emulator/stats").json()
     assert stats["calls"]["account_import"]["0"] == 600, "every call succeeded in the end"
     assert stats["calls"]["account_import"].get("60007", 0) == refused > 0
-    assert all(rate < 200 / DEFAULT_WINDOW_S for rate in lowered), "each overrunning client slowed down"
+    label = {"command": "account_import"}
+    exported_answers = [m.registry.get_sample_value("recall_tim_rate_limited_total", label) for m in metrics]
+    assert sum(n or 0 for n in exported_answers) == refused
+    rates = [m.registry.get_sample_value("recall_tim_rate_limit_rate", label) for m in metrics]
+    assert all(rate is not None and rate < 200 / DEFAULT_WINDOW_S for rate in rates), "each client slowed"
 
 
 async def test_a_rate_limit_answer_lowers_the_shared_rate_of_every_replica() -> None:

@@ -186,7 +186,7 @@ def load_seed(path: Path) -> SeedFile:
         raise InvalidSeed(f"seed file {path}: {'; '.join(problems)}") from None
 
 
-class _InProcess:
+class InProcess:
     """Calls the emulator's command handlers directly: the same handlers ``/v4/…`` routes to, without
     the URL, UserSig, frequency limit and stats of the HTTP front door (a seed is not traffic)."""
 
@@ -209,7 +209,7 @@ class _InProcess:
 
 async def apply_seed(emulator: Emulator, data: SeedFile) -> dict[str, int]:
     """Load ``data`` into ``emulator`` through the documented seeding calls; returns what was made."""
-    api = _InProcess(emulator)
+    api = InProcess(emulator)
     rng = random.Random(0)
     clock = emulator.clock
     where = "accounts"

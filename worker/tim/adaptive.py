@@ -19,7 +19,10 @@ are its reference. Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+#: Calls per window no rate-limit answer takes a command under (``RECALL_TIM_RATE_FLOOR``).
+DEFAULT_FLOOR = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,13 +30,21 @@ class AdaptivePolicy:
     """How a command's rate backs off and climbs back."""
 
     ceiling: float
-    floor: float = 10.0
+    floor: float = DEFAULT_FLOOR
     backoff: float = 0.7
     safe_share: float = 0.95
     recover_per_s: float = 10.0
     probe_after_s: float = 15.0
     probe_growth: float = 0.10
     cooldown_s: float = 1.0
+
+    @classmethod
+    def for_rate(cls, rate: float, policy: AdaptivePolicy | None = None) -> AdaptivePolicy:
+        """``policy`` (or the default one, its floor at most ``rate``) with ``rate`` as its ceiling: a
+        limiter's configured rate is the only ceiling there is."""
+        if policy is None:
+            return cls(ceiling=rate, floor=min(float(rate), DEFAULT_FLOOR))
+        return replace(policy, ceiling=rate)
 
     def __post_init__(self) -> None:
         if not 0 < self.floor <= self.ceiling:

@@ -103,7 +103,7 @@ class _Base:
             raise ValueError("rate must be at least 1 call per window")
         self.rate = rate
         self.window_s = window_s
-        self.policy = policy or AdaptivePolicy(ceiling=rate, floor=min(float(rate), 10.0))
+        self.policy = AdaptivePolicy.for_rate(rate, policy)
         self.waiting = 0
         self._override = _override(budget, command, budget_refresh_s, clock)
         self._clock = clock
@@ -111,10 +111,8 @@ class _Base:
         self._current = float(rate)
 
     async def _cap(self) -> float | None:
-        if self._override is None:
-            return None
-        override = await self._override.override()
-        return float(override) if override is not None and override < self.rate else None
+        """The rate a standing alarm override allows (the configured rate when none stands), if budgeted."""
+        return None if self._override is None else float(await self._override.rate(self.rate))
 
     async def _sleep_until(self, wait: float) -> float:
         """Sleep ``wait`` seconds; returns how late the wake-up was."""
@@ -212,7 +210,7 @@ class CommandLimiters:
         self.rate = rate
         self.window_s = window_s
         self.budget = budget
-        self.policy = policy or AdaptivePolicy(ceiling=rate, floor=min(float(rate), 10.0))
+        self.policy = AdaptivePolicy.for_rate(rate, policy)
         self._redis = redis
         self._namespace = namespace
         self._budget_refresh_s = budget_refresh_s
@@ -235,10 +233,6 @@ class CommandLimiters:
                 limiter = RateLimiter(self.rate, self.window_s, **common)
             self._by_command[command] = limiter
         return limiter
-
-    def limiters(self) -> dict[str, Limiter]:
-        """The limiters made so far, by command."""
-        return dict(self._by_command)
 
 
 # The adaptive rate at `now`, as worker.tim.adaptive.rate_at computes it (times in microseconds, Redis's
