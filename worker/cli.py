@@ -22,7 +22,7 @@ import orjson
 
 from worker.config import ConfigError, Settings, load_settings, mask_url, unknown_environment
 from worker.emulator.limits import DEFAULT_LIMIT
-from worker.priority import SUBMIT_DEFAULT as SUBMIT_PRIORITY
+from worker.priority import HIGHEST, LOWEST, SUBMIT_DEFAULT, URGENT
 
 DESCRIPTION = (
     "recall-worker: scan reported Tencent Cloud Chat conversations and recall what breaks the rules."
@@ -97,8 +97,10 @@ def moment(value: str) -> int:
 def job_priority(value: str) -> int:
     """A job priority from the command line: an integer from 0 (lowest) to 9 (highest)."""
     text = value.strip()
-    if not text.isdigit() or int(text) > 9:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a priority: give 0 (lowest) to 9 (highest)")
+    if not text.isdigit() or not LOWEST <= int(text) <= HIGHEST:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a priority: give {LOWEST} (lowest) to {HIGHEST} (highest)"
+        )
     return int(text)
 
 
@@ -335,9 +337,9 @@ def _add_job_commands(commands: Any) -> None:
     submit.add_argument(
         "--priority",
         type=job_priority,
-        default=SUBMIT_PRIORITY,
+        default=SUBMIT_DEFAULT,
         metavar="N",
-        help="0 (lowest) to 9 (highest); 5 and up take RabbitMQ's urgent lane",
+        help=f"{LOWEST} (lowest) to {HIGHEST} (highest); {URGENT} and up take RabbitMQ's urgent lane",
     )
     submit.set_defaults(func=_submit)
 

@@ -22,6 +22,7 @@ and a dead letter keep the priority of the delivery they come from (so a retry s
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import functools
@@ -126,8 +127,8 @@ class InFlight:
     job: Job
     attempt: int
     started: float
-    lane: str = ""
-    priority: int = 0
+    lane: str
+    priority: int  # within the lane's range (Topology.priority_in): its retry goes back to the same lane
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -201,6 +202,8 @@ class Worker:
         self._on_tick = on_tick
         self._done: queue.SimpleQueue[concurrent.futures.Future[Settlement]] = queue.SimpleQueue()
         self._in_flight: dict[concurrent.futures.Future[Settlement], InFlight] = {}
+        #: How many of ``_in_flight`` came from each lane, kept with it (read every tick: never counted).
+        self._lane_load: collections.Counter[str] = collections.Counter()
         self._stop_requested = threading.Event()
         self._last_activity = time.monotonic()
         self._jobs = AsyncioThread()
@@ -319,7 +322,7 @@ class Worker:
                 self.state.credentials_ok = self.gate.ok
                 # Consume only while the credentials are accepted and no stop was asked for.
                 wanted = self.gate.open and not self._stop_requested.is_set()
-                lanes.steer(wanted, self._lane_in_flight(lanes.names[0]))
+                lanes.steer(wanted, self._lane_load[lanes.names[0]])
                 if self._stop_requested.is_set():
                     if not self._in_flight:
                         return
@@ -333,9 +336,6 @@ class Worker:
             self._close(publisher_conn)
             self._close(consumer_conn)
             self._publisher = None
-
-    def _lane_in_flight(self, lane: str) -> int:
-        return sum(1 for flight in self._in_flight.values() if flight.lane == lane)
 
     def _tick(self, conn: Connection) -> None:
         self.state.last_tick = time.monotonic()
@@ -380,10 +380,10 @@ class Worker:
 
     # deliveries ------------------------------------------------------------------------------------
 
-    def _on_delivery(self, message: Any, lane: str = "") -> None:
+    def _on_delivery(self, message: Any, lane: str) -> None:
         self._last_activity = time.monotonic()
         try:
-            self._accept(message, lane or self.names.jobs)
+            self._accept(message, lane)
         except Exception as exc:  # a delivery the worker cannot read must never stop it
             log.exception("job.unreadable")
             error = f"the delivery could not be read: {type(exc).__name__}: {exc}"
@@ -417,6 +417,7 @@ class Worker:
         )
         priority = self.topology.priority_in(lane, h.priority_of(message))
         self._in_flight[future] = InFlight(message, job, attempt, time.monotonic(), lane, priority)
+        self._lane_load[lane] += 1
         self.state.in_flight = len(self._in_flight)
         future.add_done_callback(self._done.put)
         log.info(
@@ -463,17 +464,22 @@ class Worker:
                 return
             flight = self._in_flight.pop(future, None)
             self.state.in_flight = len(self._in_flight)
-            if flight is None or future.cancelled():
+            if flight is None:
+                continue
+            self._lane_load[flight.lane] -= 1
+            if future.cancelled():
                 continue
             self._last_activity = time.monotonic()
             settlement = future.result()
             if settlement.action is Action.FINISH:
-                self._finish(flight.message, settlement)
+                self._finish(flight.message, settlement, flight.priority)
             else:
                 self._republish(flight, settlement)
 
-    def _finish(self, message: Any, settlement: Settlement) -> None:
-        """Publish a settlement's dead letter, escalation and result, then ack; on failure, requeue."""
+    def _finish(self, message: Any, settlement: Settlement, priority: int | None = None) -> None:
+        """Publish a settlement's dead letter, escalation and result, then ack; on failure, requeue.
+
+        ``priority``: the job's, within its lane (a delivery never read as a job keeps its own)."""
         result = settlement.result
         if result is None:
             raise RuntimeError("a finishing settlement carries its result")
@@ -487,7 +493,8 @@ class Worker:
                     h.raw_body(message),
                     headers=dead,
                     binary=binary,
-                    priority=h.priority_of(message),  # what dlq replay puts it back with
+                    # what dlq replay puts it back with: the lane it was delivered from
+                    priority=h.priority_of(message) if priority is None else priority,
                 )
             if settlement.escalate:
                 publisher.publish(self.names.escalations, settlement.body, headers={h.JOB_ID: job_id})
@@ -563,42 +570,40 @@ class Worker:
                 self._requeue(flight.message)
             log.warning("job.abandoned", job_id=flight.job.job_id, reason=why)
         self._in_flight.clear()
+        self._lane_load.clear()
         self.state.in_flight = 0
 
 
 class _Lanes:
     """The consumers of the lanes, the first served first: a later lane is consumed only while the first has
-    not filled its prefetch for ``LANE_GRACE_S`` (one lane, embedded: just the gate and the stop)."""
+    not filled its prefetch for ``LANE_GRACE_S`` (one lane, embedded: just the gate and the stop). Whether a
+    lane is being consumed is kombu's to know (``Consumer.consuming_from``)."""
 
     def __init__(self, consumers: list[Consumer], prefetch: int) -> None:
         self.consumers = consumers
         self.names = [consumer.queues[0].name for consumer in consumers]
         self.prefetch = prefetch
-        self.consuming = [False] * len(consumers)
-        self.paused = [False] * len(consumers)  # stopped only to let the first lane go first
         self.first_busy_at = time.monotonic()  # when the first lane was last full (or not consumed)
 
     def steer(self, wanted: bool, first_in_flight: int) -> None:
         """Start or stop each lane's consumer: all of them only while ``wanted``."""
         now = time.monotonic()
-        if not self.consuming[0] or first_in_flight >= self.prefetch:
+        if not self.consumers[0].consuming_from(self.names[0]) or first_in_flight >= self.prefetch:
             self.first_busy_at = now
-        for index, consumer in enumerate(self.consumers):
+        for index, (consumer, name) in enumerate(zip(self.consumers, self.names, strict=True)):
             want = wanted and (index == 0 or now - self.first_busy_at >= LANE_GRACE_S)
-            if want == self.consuming[index]:
+            if want == consumer.consuming_from(name):
                 continue
-            self.consuming[index] = want
             if want:
                 consumer.consume()
-                if self.paused[index]:  # the first lane let it go on: not news
-                    log.debug("worker.lane_resumed", queue=self.names[index])
-                else:
-                    log.info("worker.consuming", queue=self.names[index], concurrency=self.prefetch)
             else:
                 consumer.cancel()  # no new deliveries; the ones in flight finish
-            self.paused[index] = wanted and not want
-            if self.paused[index]:
-                log.debug("worker.lane_paused", queue=self.names[index], behind=self.names[0])
+            if index == 0 and want:
+                log.info("worker.consuming", queues=self.names, concurrency=self.prefetch)
+            elif index > 0 and wanted:  # held back, or let on, by the first lane: not news
+                log.debug(
+                    "worker.lane_resumed" if want else "worker.lane_paused", queue=name, behind=self.names[0]
+                )
 
 
 def _ack(message: Any) -> None:

@@ -29,14 +29,9 @@ APPLY_PLAN: Final = 7
 URGENT: Final = 5
 
 
-def clamp(value: int) -> int:
-    """``value`` within ``LOWEST..HIGHEST``."""
-    return max(LOWEST, min(HIGHEST, value))
-
-
 def of_property(value: Any) -> int:
-    """A message's ``priority`` property as a job priority: an integer 0..9 as it is, a larger one as 9, and
-    anything else (absent, negative, not an integer) as 0."""
+    """A message's ``priority`` property (or any value given as one) as a job priority: an integer 0..9 as
+    it is, a larger one as 9, and anything else (absent, negative, not an integer) as 0."""
     if not isinstance(value, int) or isinstance(value, bool) or value < LOWEST:
         return LOWEST
     return min(value, HIGHEST)

@@ -145,8 +145,8 @@ class Topology:
         return min(priority, prio.URGENT - 1)
 
     def fixed(self) -> tuple[str, ...]:
-        """The queues that always exist on this transport."""
-        return (*self.lanes()[:-1], *self.names.fixed())
+        """The queues that always exist on this transport: on RabbitMQ, the urgent lane too."""
+        return self.names.fixed() if self.embedded else (self.names.urgent, *self.names.fixed())
 
     def queue(self, name: str) -> Queue:
         """The kombu ``Queue`` of ``name``, with the arguments it must be declared with."""
@@ -211,7 +211,7 @@ class Publisher:
         names = self.topology.names
         target = queue
         if priority is not None:
-            priority = prio.clamp(priority)
+            priority = prio.of_property(priority)
             if queue in (names.jobs, names.urgent):
                 target = self.topology.lane(priority)
         if delay_s > 0:

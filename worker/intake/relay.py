@@ -141,7 +141,7 @@ class Relay:
             priorities = await asyncio.to_thread(
                 self.store.priorities, [job_id for _, job_id, _ in rows], self.making.policy
             )
-            jobs = [(job_id, body, priorities.get(job_id, 0)) for _, job_id, body in rows]
+            jobs = [(job_id, body, priorities[job_id]) for _, job_id, body in rows]
             try:
                 await asyncio.to_thread(self.publish, jobs)
             except Exception as exc:

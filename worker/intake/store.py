@@ -486,24 +486,12 @@ class IntakeStore:
         """The priority each of ``job_ids`` is published with, from its case's reporters and their trust now
         (:func:`~worker.intake.trust.case_priority`); not part of the job, so the same job published again
         is the same job whatever it says."""
-        reporters: dict[str, set[str]] = {job_id: set() for job_id in job_ids}
-        if not job_ids:
-            return {}
-        with self._sessions() as session:
-            rows = session.execute(
-                select(CaseRow.job_id, ReportRow.reporter)
-                .join(CaseRow, CaseRow.id == ReportRow.case_pk)
-                .where(CaseRow.job_id.in_(list(job_ids)))
-            )
-            for job_id, reporter in rows:
-                reporters[str(job_id)].add(str(reporter))
-            everyone = sorted(set().union(*reporters.values()))
-            records = {
-                r.reporter: Record(r.upheld, r.baseless)
-                for chunk in chunks(everyone)
-                for r in session.scalars(select(ReporterRow).where(ReporterRow.reporter.in_(chunk)))
-            }
-        return {job_id: case_priority(policy, named, records) for job_id, named in reporters.items()}
+        reports = self.reports_of_jobs(job_ids)  # each with its reporter's record
+        records = {
+            job_id: {r["reporter"]: Record(r["upheld"], r["baseless"]) for r in reports.get(job_id, [])}
+            for job_id in job_ids
+        }
+        return {job_id: case_priority(policy, named, named) for job_id, named in records.items()}
 
     def mark_published(self, ids: Sequence[int]) -> None:
         """The broker confirmed these outbox rows."""
