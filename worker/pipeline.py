@@ -272,6 +272,12 @@ def rule_counts(matched: Iterable[Matched]) -> dict[str, int]:
     return dict(counts)
 
 
+def may_trip(count: int, scanned: int, policy: BreakerPolicy) -> bool:
+    """Whether a rule that matched ``count`` of a job's ``scanned`` messages matched often enough to trip its
+    breaker (whatever its baseline). Pure."""
+    return count >= policy.min_matches and scanned > 0
+
+
 def breaker_trips(
     counts: dict[str, int], scanned: int, baselines: dict[str, tuple[int, int, int]], policy: BreakerPolicy
 ) -> dict[str, str]:
@@ -282,7 +288,7 @@ def breaker_trips(
     trips = {}
     rate = 0.0
     for rule_id, count in counts.items():
-        if count < policy.min_matches or scanned <= 0:
+        if not may_trip(count, scanned, policy):
             continue
         matches, base_scanned, jobs = baselines.get(rule_id, (0, 0, 0))
         if jobs < policy.min_jobs:
@@ -566,8 +572,8 @@ class Run:
         matched = found.matched
         counts = rule_counts(m for m in matched if m.ref.sender == job.suspect)
         scanned = self.stats.messages
-        # Only a rule that matched this often can trip (see breaker_trips): no other baseline is read.
-        candidates = [rule_id for rule_id, count in counts.items() if count >= breaker.min_matches]
+        # Only a rule that may trip needs its baseline (see breaker_trips): no other baseline is read.
+        candidates = [rule_id for rule_id, count in counts.items() if may_trip(count, scanned, breaker)]
         gone = [
             m.ref.msg_key
             for m in matched
@@ -580,7 +586,7 @@ class Run:
             [m.ledger_record() for m in matched],
             counts=counts,
             scanned=scanned,
-            baseline_rules=candidates if scanned > 0 else [],
+            baseline_rules=candidates,
             baseline_since=now() - timedelta(seconds=breaker.lookback_s),
             trips=lambda baselines: breaker_trips(counts, scanned, baselines, breaker),
             cooldown_s=breaker.cooldown_s,

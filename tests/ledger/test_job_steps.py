@@ -42,6 +42,19 @@ def transactions(ledger: Ledger) -> Iterator[list[str]]:
     event.remove(ledger.engine, "begin", on_begin)
 
 
+@pytest.fixture
+def statements(ledger: Ledger) -> Iterator[list[str]]:
+    """The SQL of every statement the ledger's engine runs from here on (lower case)."""
+    ran: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        ran.append(str(args[2]).lower())  # (connection, cursor, statement, parameters, context, executemany)
+
+    event.listen(ledger.engine, "before_cursor_execute", on_execute)
+    yield ran
+    event.remove(ledger.engine, "before_cursor_execute", on_execute)
+
+
 def recall_rows(ledger: Ledger) -> dict[int, RecallRow]:
     with ledger.session() as session:
         return {row.message_pk: row for row in session.scalars(select(RecallRow))}
@@ -92,10 +105,12 @@ def test_recording_a_scan_reads_all_its_plan_needs_in_one_transaction(
     assert sorted(evidence) == sorted(found.ids.values())
 
 
-def test_no_baseline_is_read_for_no_rule(ledger: Ledger) -> None:
+def test_no_baseline_is_read_for_no_rule(ledger: Ledger, statements: list[str]) -> None:
     job = make_job("quiet")
+    job_pk = start(ledger, job)
+    statements.clear()
     found = ledger.record_scan_for_plan(
-        start(ledger, job),
+        job_pk,
         job,
         [],
         counts={},
@@ -106,6 +121,8 @@ def test_no_baseline_is_read_for_no_rule(ledger: Ledger) -> None:
         cooldown_s=600,
     )
     assert (found.ids, found.trips, found.open_breakers, found.rejected) == ({}, {}, {}, {})
+    assert statements, "the scan was recorded"
+    assert [sql for sql in statements if "sum(" in sql] == [], "neither baseline query ran"
 
 
 def test_plans_and_the_claim_are_one_transaction(ledger: Ledger, transactions: list[str]) -> None:

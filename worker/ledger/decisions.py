@@ -7,10 +7,10 @@ says who lifted it, when and how, so the audit shows the whole history.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import ColumnElement, Connection, select, update
 from sqlalchemy.orm import Session
 
 from worker.ledger.clock import now
@@ -57,19 +57,20 @@ def lift_plan(session: Session, plan_pk: int, *, by: str, note: str | None) -> N
     )
 
 
+def _active(message_pks: Sequence[int]) -> tuple[ColumnElement[bool], ...]:
+    """The active rejections of ``message_pks`` (a chunk); read them ordered by id, so the latest wins."""
+    return (
+        DECISIONS.c.message_pk.in_(message_pks),
+        DECISIONS.c.decision == REJECTED,
+        DECISIONS.c.lifted_at.is_(None),
+    )
+
+
 def active_rejections(session: Session, message_pks: Iterable[int]) -> dict[int, MessageDecisionRow]:
     """The latest active rejection of each of ``message_pks`` that has one."""
     active: dict[int, MessageDecisionRow] = {}
     for part in chunks(sorted(set(message_pks))):
-        rows = session.scalars(
-            select(MessageDecisionRow)
-            .where(
-                MessageDecisionRow.message_pk.in_(part),
-                MessageDecisionRow.decision == REJECTED,
-                MessageDecisionRow.lifted_at.is_(None),
-            )
-            .order_by(MessageDecisionRow.id)
-        )
+        rows = session.scalars(select(MessageDecisionRow).where(*_active(part)).order_by(DECISIONS.c.id))
         for row in rows:
             active[row.message_pk] = row  # ordered by id: the latest wins
     return active
@@ -81,11 +82,7 @@ def rejections(connection: Connection, message_pks: Iterable[int]) -> dict[int, 
     for part in chunks(sorted(set(message_pks))):
         rows = connection.execute(
             select(DECISIONS.c.message_pk, DECISIONS.c.decided_by, DECISIONS.c.plan_pk)
-            .where(
-                DECISIONS.c.message_pk.in_(part),
-                DECISIONS.c.decision == REJECTED,
-                DECISIONS.c.lifted_at.is_(None),
-            )
+            .where(*_active(part))
             .order_by(DECISIONS.c.id)
         )
         for row in rows:

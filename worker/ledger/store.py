@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -107,7 +107,7 @@ class Prepared:
 
     ids: dict[str, int]
     plans: dict[str, int]
-    claim: Claim = field(default_factory=lambda: Claim([], {}))
+    claim: Claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +126,8 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._readers = sessionmaker(reader(engine), expire_on_commit=False)
+        self._reader = reader(engine)
+        self._readers = sessionmaker(self._reader, expire_on_commit=False)
 
     def session(self) -> Session:
         """A new session (use as a context manager)."""
@@ -268,12 +269,12 @@ class Ledger:
         """Record a job's scan and read all its plan needs, in one transaction.
 
         In order: :meth:`record_scan`; :meth:`settle_already_recalled` for ``already_recalled`` (MsgKeys
-        the history shows recalled); the baselines (:meth:`rule_baselines`, since ``baseline_since``) of
+        the history shows recalled); the baselines (:func:`_rule_baselines`, since ``baseline_since``) of
         ``baseline_rules`` (the rules that matched often enough to trip: none read when empty), from which
         ``trips`` decides the breakers to trip for ``cooldown_s`` (:meth:`trip_breaker`, in rule order);
-        :meth:`record_rule_stats` (``counts`` of ``scanned`` messages); then :meth:`open_breakers` and
-        :meth:`rejected_messages` of the matched messages. The evidence is committed with it, before any
-        recall can be attempted.
+        this job's rule stats (``counts`` of ``scanned`` messages, :func:`_record_rule_stats`); then
+        :meth:`open_breakers` and :meth:`rejected_messages` of the matched messages. The evidence is
+        committed with it, before any recall can be attempted.
         """
         scans = {message.msg_key: message for message in matched}
         gone = list(already_recalled)
@@ -291,12 +292,6 @@ class Ledger:
             )
 
         return self._atomic(work)
-
-    def record_evidence(self, job_pk: int, job: Job, messages: Iterable[ScannedMessage]) -> dict[str, int]:
-        """Record messages and their evidence as :meth:`record_scan` does, leaving the job's matches as they
-        are (for messages a plan shows that no rule matched: a wipe's). Returns each MsgKey's row id."""
-        scans = {m.msg_key: m for m in messages}
-        return self._atomic(lambda connection: _record_messages(connection, job_pk, job, scans))
 
     # recalls ----------------------------------------------------------------------------------------
 
@@ -325,7 +320,8 @@ class Ledger:
     ) -> Prepared:
         """Everything a job does between planning and its recall calls, in one transaction.
 
-        In order: :meth:`record_evidence` of ``evidence`` (messages a plan shows that no rule matched);
+        In order: the messages of ``evidence`` and their evidence, as :meth:`record_scan` records them but
+        leaving the job's matches as they are (messages a plan shows that no rule matched: a wipe's);
         :meth:`create_plan` for each of ``plans`` (reason -> MsgKeys, in its order); then
         :meth:`claim_recalls` of ``claim`` (MsgKeys). ``ids`` maps the MsgKeys named to their message row
         ids (those of ``evidence`` are added). If the claim raises, nothing of it is kept.
@@ -515,9 +511,9 @@ class Ledger:
     def rejected_messages(self, message_ids: Iterable[int]) -> dict[int, str]:
         """Message row id -> a short description (``rejected by alice in plan 7``) of each of
         ``message_ids`` a moderator's active rejection holds back."""
-        with self._read() as session:
-            active = decisions.active_rejections(session, message_ids)
-            return {pk: decisions.describe(row) for pk, row in active.items()}
+        pks = list(message_ids)
+        with self._reader.connect() as connection:
+            return decisions.rejections(connection, pks)
 
     def mark_plan_applied(self, plan_id: int) -> None:
         """The apply job of an approved plan has run."""
@@ -527,10 +523,6 @@ class Ledger:
                 .where(PlanRow.id == plan_id, PlanRow.status == "approved")
                 .values(status="applied")
             )
-
-    def plan_message_keys(self, plan_id: int) -> dict[str, int]:
-        """MsgKey -> message row id of every item of an approved plan the moderator selected."""
-        return self.approved_plan(plan_id)[1]
 
     def approved_plan(self, plan_id: int) -> tuple[str, dict[str, int]]:
         """An approved plan's reason, and MsgKey -> message row id of each of its items the moderator
@@ -574,25 +566,9 @@ class Ledger:
 
     # circuit breaker --------------------------------------------------------------------------------
 
-    def record_rule_stats(self, job_pk: int, counts: dict[str, int], scanned: int) -> None:
-        """Remember how often each rule matched in this job."""
-        self._atomic(lambda connection: _record_rule_stats(connection, job_pk, counts, scanned))
-
-    def rule_baselines(
-        self, rule_ids: Iterable[str], since: datetime, *, exclude_job: int
-    ) -> dict[str, Baseline]:
-        """(matches, messages scanned, jobs) per rule since ``since``, over jobs that scanned anything.
-
-        Jobs in which a rule did not match count for its baseline too (with 0 matches): every job's
-        scanned total is the denominator of every rule.
-        """
-        rules = list(rule_ids)
-        with reader(self.engine).connect() as connection:
-            return _rule_baselines(connection, rules, since, exclude_job)
-
     def open_breakers(self) -> dict[str, str]:
         """Rules whose breaker is tripped now, with the reason."""
-        with reader(self.engine).connect() as connection:
+        with self._reader.connect() as connection:
             return _open_breakers(connection)
 
     def trip_breaker(self, rule_id: str, *, for_s: float, reason: str) -> None:
@@ -959,7 +935,7 @@ def _create_plan(connection: Connection, job_pk: int, reason: str, message_ids: 
 
 
 def _record_rule_stats(connection: Connection, job_pk: int, counts: dict[str, int], scanned: int) -> None:
-    """:meth:`Ledger.record_rule_stats` in ``connection``'s transaction."""
+    """Remember how often each rule matched in this job (a redelivered job's replace its earlier ones)."""
     connection.execute(delete(RULE_STATS).where(RULE_STATS.c.job_pk == job_pk))
     if counts:
         at = now()
@@ -975,7 +951,12 @@ def _record_rule_stats(connection: Connection, job_pk: int, counts: dict[str, in
 def _rule_baselines(
     connection: Connection, rule_ids: Iterable[str], since: datetime, exclude_job: int
 ) -> dict[str, Baseline]:
-    """:meth:`Ledger.rule_baselines` on ``connection``; nothing is read for no rules."""
+    """(matches, messages scanned, jobs) per rule of ``rule_ids`` since ``since``, over the jobs other than
+    ``exclude_job`` that scanned anything; nothing is read for no rules.
+
+    Jobs in which a rule did not match count for its baseline too (with 0 matches): every job's scanned
+    total is the denominator of every rule.
+    """
     rules = sorted(set(rule_ids))
     if not rules:
         return {}

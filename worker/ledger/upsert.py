@@ -9,7 +9,7 @@ Callers insert rows in a stable order (by key), so that two transactions never w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Table, select
@@ -46,12 +46,7 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
 
 def insert(session: Session, model: type[Base]) -> postgresql.Insert | sqlite.Insert:
     """An INSERT into ``model``'s table in the dialect of ``session``'s database (for ``on_conflict_*``)."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(model)
-    if name == "sqlite":
-        return sqlite.insert(model)
-    raise NotImplementedError(f"the ledger runs on PostgreSQL or SQLite, not {name}")
+    return _dialect_insert(session.get_bind().dialect.name, model)
 
 
 def table_of(model: type[Base]) -> Table:
@@ -64,11 +59,14 @@ def table_of(model: type[Base]) -> Table:
 
 def core_insert(connection: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     """A Core INSERT into ``table`` in the dialect of ``connection``'s database (for ``on_conflict_*``)."""
-    name = connection.dialect.name
+    return _dialect_insert(connection.dialect.name, table)
+
+
+def _dialect_insert(name: str, target: type[Base] | Table) -> postgresql.Insert | sqlite.Insert:
     if name == "postgresql":
-        return postgresql.insert(table)
+        return postgresql.insert(target)
     if name == "sqlite":
-        return sqlite.insert(table)
+        return sqlite.insert(target)
     raise NotImplementedError(f"the ledger runs on PostgreSQL or SQLite, not {name}")
 
 
@@ -83,11 +81,3 @@ def insert_absent(
     if rows:
         statement = core_insert(connection, table).on_conflict_do_nothing(index_elements=key)
         connection.execute(statement, list(rows))
-
-
-def insert_missing(
-    session: Session, model: type[Base], rows: Iterable[dict[str, Any]], *, key: Sequence[str]
-) -> None:
-    """Insert each of ``rows`` unless a row with the same ``key`` (a unique key) exists."""
-    for part in chunks(list(rows)):
-        session.execute(insert(session, model).values(list(part)).on_conflict_do_nothing(index_elements=key))
